@@ -1,0 +1,62 @@
+"""The one exception root of dnmf, and its exit codes.
+
+Every error a user can cause derives from :class:`DnmfError`; each subclass
+also inherits the matching builtin (``ValueError``, ``FileNotFoundError``), as
+zarr-python does, so ``except ValueError`` keeps working for callers who do not
+know dnmf. The CLI turns a :class:`DnmfError` into one sentence on stderr and
+its :attr:`exit_code`, never a traceback.
+"""
+
+from __future__ import annotations
+
+#: Exit codes of every ``dnmf`` command (DESIGN.md section 7).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SKIPPED = 3
+
+
+class DnmfError(Exception):
+    """Root of every error dnmf raises on purpose."""
+
+    exit_code: int = EXIT_FAILED
+
+
+class DnmfUsageError(DnmfError, ValueError):
+    """A value given by the user is wrong; the message names it and the fix."""
+
+    exit_code = EXIT_USAGE
+
+
+class DnmfPathError(DnmfError, FileNotFoundError):
+    """A path given by the user does not exist or is not what it should be."""
+
+    exit_code = EXIT_USAGE
+
+
+class StoreFormatError(DnmfError, ValueError):
+    """A Zarr store is not a dnmf store, or of another kind or format version."""
+
+    exit_code = EXIT_USAGE
+
+
+class StoreMismatchError(DnmfError, ValueError):
+    """A store was written with other settings than the ones asked for."""
+
+    exit_code = EXIT_USAGE
+
+
+class InvalidDataError(DnmfError, ValueError):
+    """Data holds NaN, infinite or negative values; the message names where."""
+
+    exit_code = EXIT_USAGE
+
+
+class StoreLockedError(DnmfError, RuntimeError):
+    """Another run holds the store's lock."""
+
+    exit_code = EXIT_USAGE
+
+
+class DnmfWarning(UserWarning):
+    """Root of dnmf's warnings (turned into errors in the test suite)."""
