@@ -1,0 +1,117 @@
+"""The one way in to compute: a ``distributed.Client``.
+
+:func:`connect` joins the scheduler named by ``--scheduler`` or the
+``DNMF_SCHEDULER`` environment variable, or starts a ``LocalCluster`` of
+single-threaded worker processes sized to the machine, listening on
+127.0.0.1 only. Workers run one task at a time and each task pins its BLAS to
+one thread (:func:`single_threaded`), so a chunk's arithmetic is the same on
+every worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib.util import find_spec
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from dnmf.errors import DnmfUsageError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["connect", "default_workers", "single_threaded"]
+
+SCHEDULER_ENV = "DNMF_SCHEDULER"
+
+T = TypeVar("T")
+
+
+def default_workers() -> int:
+    """One worker process per physical core (at least one)."""
+    import psutil
+
+    return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+
+
+@contextmanager
+def connect(
+    workers: int | None = None,
+    scheduler: str | None = None,
+    *,
+    processes: bool = True,
+    client: Client | None = None,
+) -> Iterator[Client]:
+    """A client for the duration of the block.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes of the local cluster (default: one per physical core).
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``); the
+        ``DNMF_SCHEDULER`` environment variable is used when this is not given.
+    processes : bool
+        Local workers in separate processes (the default) or threads.
+    client : Client, optional
+        Use this client as it is and leave it open.
+
+    Examples
+    --------
+    >>> with connect(workers=2) as client:  # doctest: +SKIP
+    ...     client.submit(sum, [1, 2]).result()
+    3
+    """
+    if client is not None:
+        yield client
+        return
+    if workers is not None and scheduler is not None:
+        raise DnmfUsageError("pass --workers or --scheduler, not both")
+    if workers is not None and workers < 1:
+        raise DnmfUsageError(f"workers={workers} must be at least 1")
+    from distributed import Client, LocalCluster
+
+    address = scheduler or os.environ.get(SCHEDULER_ENV) or None
+    if address:
+        try:
+            remote = Client(address, timeout="20s")
+        except OSError as exc:
+            raise DnmfUsageError(
+                f"cannot reach the Dask scheduler at {address!r} ({exc}); check the address "
+                "or start one with 'dask scheduler'"
+            ) from None
+        try:
+            yield remote
+        finally:
+            remote.close()
+        return
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    dashboard = "127.0.0.1:0" if find_spec("bokeh") is not None else None
+    with (
+        LocalCluster(
+            n_workers=workers or default_workers(),
+            threads_per_worker=1,
+            processes=processes,
+            host="127.0.0.1",
+            dashboard_address=dashboard,
+            memory_limit=0,
+        ) as cluster,
+        Client(cluster) as local,
+    ):
+        yield local
+
+
+def single_threaded(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run ``fn`` with BLAS and OpenMP limited to one thread (a chunk task's arithmetic)."""
+    from functools import wraps
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,256 @@
+"""The corpus store: ``V (bin, frame)``, its coordinates and the file table.
+
+Layout (Zarr format 3, DESIGN.md section 2)::
+
+    corpus.zarr/
+      V            (bin, frame)  float32, chunks (n_bins, chunk_frames), uncompressed
+      frequency    (bin,)        float64, Hz
+      time         (frame,)      float64, seconds within the frame's file
+      file_index   (frame,)      int32, row of the frame's file in the file table
+      file         (file,)       str, path relative to the corpus folder (the index)
+      content_hash, first_frame, n_frames, n_samples, samplerate, channels,
+      duration, size, mtime_ns, status, error      (file,)
+      attrs["dnmf"] = {kind: "corpus", format_version, features, chunk_frames,
+                       n_files, n_frames, source, ingest_history: [...]}
+
+``n_files`` and ``n_frames`` in the attrs are the committed extent: rows or
+frames past them belong to a run that did not finish and are overwritten by
+the next one. ``V`` is stored uncompressed: magnitude spectra barely compress
+and learning reads every chunk every epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import zarr
+
+from dnmf.errors import StoreMismatchError
+from dnmf.features import FeatureConfig, frequencies
+from dnmf.store import StorePath, consolidate, open_group, read_meta, write_meta
+
+__all__ = ["CorpusStore", "FileRecord", "Status"]
+
+#: Rows of the file table are created in blocks of this many.
+FILE_CHUNK = 65536
+
+
+class Status:
+    """Values of the file table's ``status`` column."""
+
+    OK = "ok"
+    SKIPPED = "skipped"  # could not be ingested; ``error`` says why; no frames
+    CHANGED = "changed"  # content differs from what was ingested; old frames kept
+    REMOVED = "removed"  # no longer in the corpus folder; old frames kept
+
+
+@dataclass
+class FileRecord:
+    """One row of the file table."""
+
+    file: str
+    content_hash: str
+    first_frame: int
+    n_frames: int
+    n_samples: int = 0
+    samplerate: int = 0
+    channels: int = 0
+    duration: float = 0.0
+    size: int = 0
+    mtime_ns: int = 0
+    status: str = Status.OK
+    error: str = ""
+
+    DTYPES: ClassVar[dict[str, Any]] = {
+        "file": str, "content_hash": str, "first_frame": "int64", "n_frames": "int64",
+        "n_samples": "int64", "samplerate": "int64", "channels": "int32",
+        "duration": "float64", "size": "int64", "mtime_ns": "int64", "status": str,
+        "error": str,
+    }  # fmt: skip
+
+
+COLUMNS = [f.name for f in dataclasses.fields(FileRecord)]
+
+
+class CorpusStore:
+    """A corpus store on disk (see the module docstring for its layout).
+
+    Use :meth:`create` or :meth:`open`; workers write frames with
+    :func:`write_frames`, by path, never through this object.
+    """
+
+    kind = "corpus"
+
+    def __init__(self, path: StorePath, group: zarr.Group, meta: dict[str, Any]) -> None:
+        self.path = str(path)
+        self.group = group
+        self.meta = meta
+
+    # -- opening ---------------------------------------------------------------
+    @classmethod
+    def open(cls, path: StorePath, *, mode: str = "r") -> CorpusStore:
+        """Open an existing corpus store (``mode='r+'`` to append)."""
+        group = open_group(path, mode=mode)
+        return cls(path, group, read_meta(group, cls.kind, path))
+
+    @classmethod
+    def create(
+        cls, path: StorePath, features: FeatureConfig, *, chunk_frames: int, source: str
+    ) -> CorpusStore:
+        """Write an empty corpus store at ``path``, replacing whatever is there."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        n_bins = features.n_bins
+        group.create_array(
+            "V", shape=(n_bins, 0), chunks=(n_bins, chunk_frames), dtype="float32",
+            dimension_names=("bin", "frame"), compressors=None, fill_value=0.0,
+            attributes={"coordinates": "frequency time file_index",
+                        "long_name": _feature_name(features)},
+        )  # fmt: skip
+        freq = group.create_array(
+            "frequency", shape=(n_bins,), chunks=(n_bins,), dtype="float64",
+            dimension_names=("bin",), attributes={"units": "Hz"},
+        )  # fmt: skip
+        freq[:] = frequencies(features)
+        group.create_array(
+            "time", shape=(0,), chunks=(chunk_frames,), dtype="float64",
+            dimension_names=("frame",), attributes={"units": "s", "long_name": "time within file"},
+        )  # fmt: skip
+        group.create_array(
+            "file_index", shape=(0,), chunks=(chunk_frames,), dtype="int32",
+            dimension_names=("frame",), fill_value=-1,
+        )  # fmt: skip
+        for name, dtype in FileRecord.DTYPES.items():
+            fill = "" if dtype is str else 0
+            group.create_array(
+                name, shape=(0,), chunks=(FILE_CHUNK,), dtype=dtype,
+                dimension_names=("file",), fill_value=fill,
+            )  # fmt: skip
+        meta = {
+            "kind": cls.kind,
+            "features": features.as_attrs(),
+            "chunk_frames": int(chunk_frames),
+            "n_files": 0,
+            "n_frames": 0,
+            "source": source,
+            "ingest_history": [],
+        }
+        write_meta(group, meta)
+        consolidate(path)
+        return cls(path, group, read_meta(group, cls.kind, path))
+
+    # -- what it holds ---------------------------------------------------------
+    @property
+    def features(self) -> FeatureConfig:
+        return FeatureConfig(**self.meta["features"])
+
+    @property
+    def chunk_frames(self) -> int:
+        return int(self.meta["chunk_frames"])
+
+    @property
+    def n_frames(self) -> int:
+        """Committed number of frames."""
+        return int(self.meta["n_frames"])
+
+    @property
+    def n_files(self) -> int:
+        return int(self.meta["n_files"])
+
+    @property
+    def V(self) -> zarr.Array:
+        return self.group["V"]  # type: ignore[return-value]
+
+    def files(self) -> list[FileRecord]:
+        """The committed file table, in row order."""
+        n = self.n_files
+        if n == 0:
+            return []
+        cols = {name: self.group[name][:n] for name in COLUMNS}  # type: ignore[index]
+        return [FileRecord(**{name: _py(cols[name][i]) for name in COLUMNS}) for i in range(n)]
+
+    def check_features(self, features: FeatureConfig, chunk_frames: int | None = None) -> None:
+        """Refuse to append with settings other than the store's, naming the first difference."""
+        mine = self.features
+        diff = mine.differences(features)
+        if diff:
+            key = diff[0]
+            raise StoreMismatchError(
+                f"{self.path!r} was written with {key}={getattr(mine, key)!r}, not "
+                f"{key}={getattr(features, key)!r}; pass the store's setting or --rebuild"
+            )
+        if chunk_frames is not None and chunk_frames != self.chunk_frames:
+            raise StoreMismatchError(
+                f"{self.path!r} was written with chunk_frames={self.chunk_frames}, not "
+                f"{chunk_frames}; pass --chunk-frames {self.chunk_frames} or --rebuild"
+            )
+
+    # -- appending (setup, then commit) ---------------------------------------
+    def resize_frames(self, n_frames: int) -> None:
+        """Set the frame extent of ``V`` and its coordinates (setup before writing)."""
+        self.V.resize((self.features.n_bins, n_frames))
+        for name in ("time", "file_index"):
+            self.group[name].resize((n_frames,))  # type: ignore[union-attr]
+
+    def discard_uncommitted(self) -> None:
+        """Cut away frames a run that did not finish left past the committed extent."""
+        if self.V.shape[1] != self.n_frames:
+            self.resize_frames(self.n_frames)
+
+    def commit(self, records: list[FileRecord], n_frames: int, history: dict[str, Any]) -> None:
+        """Write the whole file table, then the attrs that make it current."""
+        n = len(records)
+        for name in COLUMNS:
+            arr = self.group[name]
+            arr.resize((n,))  # type: ignore[union-attr]
+            if n:
+                dtype = FileRecord.DTYPES[name]
+                values = np.array([getattr(r, name) for r in records], dtype=dtype)
+                arr[:] = values  # type: ignore[index]
+        meta = dict(self.meta)
+        meta.update(n_files=n, n_frames=int(n_frames))
+        meta["ingest_history"] = [*meta.get("ingest_history", []), history]
+        write_meta(self.group, meta)
+        consolidate(self.path)
+        self.meta = read_meta(self.group, self.kind, self.path)
+
+    def fingerprint(self) -> str:
+        """Identity of the committed content: features, chunking and every file's hash."""
+        import hashlib
+        import json
+
+        h = hashlib.blake2b(digest_size=16)
+        h.update(json.dumps([self.meta["features"], self.chunk_frames], sort_keys=True).encode())
+        n = self.n_files
+        if n:
+            for name in ("content_hash", "first_frame", "n_frames"):
+                h.update(np.asarray(self.group[name][:n]).astype(str).tobytes())  # type: ignore[index]
+        return h.hexdigest()
+
+
+def write_frames(
+    path: str, start: int, V: np.ndarray, time: np.ndarray, file_index: np.ndarray
+) -> None:
+    """Write frames ``[start, start + V.shape[1])`` of a corpus store (a worker's write).
+
+    The caller guarantees the range covers whole chunks, or the tail of the
+    store, so no two writers ever touch one chunk.
+    """
+    group = zarr.open_group(path, mode="r+", zarr_format=3, use_consolidated=False)
+    stop = start + V.shape[1]
+    group["V"][:, start:stop] = V  # type: ignore[index]
+    group["time"][start:stop] = time  # type: ignore[index]
+    group["file_index"][start:stop] = file_index  # type: ignore[index]
+
+
+def _feature_name(features: FeatureConfig) -> str:
+    kind = "mel spectrogram" if features.features == "mel" else "STFT"
+    return f"|{kind}|**{features.power:g}"
+
+
+def _py(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,75 @@
+"""What every dnmf Zarr store shares: opening, the ``dnmf`` attrs block, commits.
+
+A store is a Zarr format 3 group. Its root attrs hold one JSON object under
+the key ``"dnmf"`` with at least ``kind`` (``corpus``, ``model``,
+``activations``), ``format_version`` and ``dnmf_version``. Nothing is pickled.
+
+A store's consolidated metadata is rewritten only when a stage commits, so a
+reader that opens it the usual way (``xarray.open_zarr``) sees the last
+committed state even while a run is writing.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import zarr
+
+from dnmf._version import __version__
+from dnmf.errors import DnmfPathError, StoreFormatError
+
+__all__ = ["FORMAT_VERSION", "StorePath", "consolidate", "open_group", "read_meta", "write_meta"]
+
+#: Version of the on-disk layout this dnmf writes and reads.
+FORMAT_VERSION = 1
+
+StorePath = str | os.PathLike[str]
+
+
+def open_group(path: StorePath, *, mode: str = "r") -> zarr.Group:
+    """Open a store's root group, reading each array's own metadata (not the consolidated copy)."""
+    p = Path(path)
+    if mode in ("r", "r+") and not (p / "zarr.json").exists():
+        if p.exists():
+            raise StoreFormatError(
+                f"{str(path)!r} is not a dnmf store (no zarr.json); pass the store that "
+                "dnmf ingest or dnmf learn wrote"
+            )
+        raise DnmfPathError(f"store {str(path)!r} does not exist; check the path")
+    return zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)  # type: ignore[arg-type]
+
+
+def read_meta(group: zarr.Group, kind: str, path: StorePath) -> dict[str, Any]:
+    """The ``dnmf`` attrs of ``group``, checked to be of ``kind`` and a readable version."""
+    meta = group.attrs.get("dnmf")
+    if not isinstance(meta, dict) or "kind" not in meta:
+        raise StoreFormatError(
+            f"{str(path)!r} is a Zarr store but not a dnmf store; pass the store that "
+            f"dnmf wrote for a {kind}"
+        )
+    if meta["kind"] != kind:
+        raise StoreFormatError(
+            f"{str(path)!r} is a dnmf {meta['kind']} store, not a {kind} store; pass a {kind} store"
+        )
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise StoreFormatError(
+            f"{str(path)!r} has format version {version}, this dnmf {__version__} reads "
+            f"version {FORMAT_VERSION}; rebuild the store with this dnmf"
+        )
+    return dict(meta)
+
+
+def write_meta(group: zarr.Group, meta: dict[str, Any]) -> None:
+    """Replace the ``dnmf`` attrs block (one small JSON write)."""
+    group.attrs["dnmf"] = {**meta, "format_version": FORMAT_VERSION, "dnmf_version": __version__}
+
+
+def consolidate(path: StorePath) -> None:
+    """Rewrite the consolidated metadata so readers see the committed state."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        zarr.consolidate_metadata(str(path), zarr_format=3)
