@@ -94,7 +94,8 @@ def connect(
             n_workers=workers or default_workers(),
             threads_per_worker=1,
             processes=processes,
-            host="127.0.0.1",
+            # Threads talk in-process; worker processes listen on the loopback only.
+            **({"host": "127.0.0.1"} if processes else {}),
             dashboard_address=dashboard,
             memory_limit=0,
         ) as cluster,

@@ -80,15 +80,6 @@ class FeatureConfig(BaseModel):
                 f"fmax={self.fmax} is above the Nyquist frequency {nyquist} of sr={self.sr}; "
                 f"pass fmax <= {nyquist}"
             )
-        try:
-            import scipy.signal
-
-            scipy.signal.get_window(self.window, 8)
-        except (ValueError, TypeError):
-            raise ValueError(
-                f"window={self.window!r} is not a window scipy.signal.get_window knows; "
-                "pass e.g. 'hann' or 'hamming'"
-            ) from None
         return self
 
     @classmethod
@@ -98,6 +89,21 @@ class FeatureConfig(BaseModel):
             return cls(**{k: v for k, v in options.items() if v is not None})
         except ValidationError as exc:
             raise DnmfUsageError(describe_validation_error(exc)) from None
+
+    def check_window(self) -> None:
+        """Refuse a window scipy cannot build.
+
+        Kept out of validation because scipy.signal is slow to import.
+        """
+        import scipy.signal
+
+        try:
+            scipy.signal.get_window(self.window, 8)
+        except (ValueError, TypeError):
+            raise DnmfUsageError(
+                f"window={self.window!r} is not a window scipy.signal.get_window knows; "
+                "pass e.g. 'hann' or 'hamming'"
+            ) from None
 
     @property
     def n_bins(self) -> int:

@@ -302,6 +302,7 @@ def ingest(
         corpus = CorpusStore.open(store_path, mode="r+")
         corpus.check_features(features, chunk_frames)
     else:
+        features.check_window()
         corpus = CorpusStore.create(
             store_path,
             features,
@@ -361,8 +362,10 @@ def ingest(
             r = records[row]
             r.content_hash, r.size, r.mtime_ns = p.content_hash, f.size, f.mtime_ns
             r.samplerate, r.channels, r.first_frame = p.samplerate, p.channels, pos
-            n_out = n_output_samples(p.n_samples, p.samplerate, features.sr)
-            n_frames = n_frames_for(n_out, features) if not p.error else 0
+            n_frames = 0
+            if not p.error:
+                n_out = n_output_samples(p.n_samples, p.samplerate, features.sr)
+                n_frames = n_frames_for(n_out, features)
             short = f"shorter than one frame (n_fft={features.n_fft})"
             error = p.error or ("" if n_frames else short)
             if error:
