@@ -329,7 +329,8 @@ def _general_factors(V: np.ndarray, L: np.ndarray, beta: float, *, want_loss: bo
         if beta < 1 and low.size:
             floored = float(np.sum(T.reshape(-1)[low], dtype=np.float64)) * EPSILON
             sum_wh_beta += float(np.sum(low_vals.astype(np.float64) ** beta)) - floored
-    np.divide(T, L, out=L)
+    with np.errstate(divide="ignore", invalid="ignore"):  # Λ = 0 (β >= 1): fixed below
+        np.divide(T, L, out=L)
     if low.size:
         base = np.maximum(low_vals, EPSILON) if beta < 2 else low_vals
         flat[low] = np.power(base, beta - 2)
@@ -448,7 +449,7 @@ def update_H(
     """
     beta = beta_name_to_float(beta)
     exponent = _exponent(beta, gamma)
-    H = np.array(H, copy=True)
+    H = H.copy()
     if n_iter <= 0:
         return H
     if beta == 2:
@@ -579,7 +580,7 @@ def chunk_stats(
     if beta == 2:
         WtW = W.T @ W
         if n > 0:
-            H = np.array(H, copy=True)
+            H = H.copy()
             _update_H_frobenius(
                 W.T @ V, WtW, H, n_iter=n, l1_reg=l1_reg_H, l2_reg=l2_reg_H, exponent=gamma(2.0)
             )

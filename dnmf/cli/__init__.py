@@ -1,0 +1,26 @@
+"""The ``dnmf`` command line (typer). One module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from dnmf.cli import demo, info, ingest
+
+app = typer.Typer(
+    name="dnmf",
+    help="Distributed NMF for audio corpora: ingest audio into Zarr, learn a dictionary, "
+    "export activations.\n\nExit codes: 0 done, 1 failed, 2 bad input or usage, 3 done but "
+    "some files were skipped.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+app.command("ingest")(ingest.ingest_command)
+app.command("info")(info.info_command)
+app.command("demo")(demo.demo_command)
+
+
+def main() -> None:
+    """Entry point of the ``dnmf`` console script."""
+    app()

@@ -1,0 +1,53 @@
+"""``dnmf info``: what a store holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dnmf.cli._common import JsonOpt, handle_errors, print_json
+
+
+@handle_errors
+def info_command(
+    store: Annotated[Path, typer.Argument(help="A corpus, model or activations store.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Summarise a dnmf store: files, frames, hours of audio, settings, skipped files.
+
+    **Examples**
+
+        dnmf info recordings.dnmf/corpus.zarr
+
+        dnmf info recordings.dnmf/corpus.zarr --json | jq .hours
+    """
+    from dnmf.info import describe
+
+    summary = describe(store)
+    if json_out:
+        print_json(summary)
+        return
+    _print(summary)
+
+
+def _print(s: dict[str, Any]) -> None:
+    echo = typer.echo
+    echo(f"{s['store']}: dnmf {s['kind']} store (format {s['format_version']}, "
+         f"written by dnmf {s['dnmf_version']})")  # fmt: skip
+    if s["kind"] == "corpus":
+        by_status = ", ".join(f"{n} {k}" for k, n in s["files_by_status"].items())
+        echo(f"  files      {s['files']} ({by_status or 'none'})")
+        echo(f"  audio      {s['hours']:.3f} h, {s['frames']} frames in {s['chunks']} chunks "
+             f"of {s['chunk_frames']}")  # fmt: skip
+        f = s["features"]
+        echo(f"  features   {f['features']} sr={f['sr']} n_fft={f['n_fft']} "
+             f"hop_length={f['hop_length']} power={f['power']} ({s['bins']} bins)")  # fmt: skip
+        echo(f"  source     {s['source']}")
+        echo(f"  ingests    {s['ingest_runs']}")
+        for r in s["skipped"]:
+            echo(f"  skipped    {r['file']}: {r['error']}")
+        for name in ("changed", "removed"):
+            for path in s[name]:
+                echo(f"  {name:<10} {path}")

@@ -1,0 +1,51 @@
+"""Summaries of dnmf stores, for ``dnmf info`` and for scripts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from dnmf.store import StorePath, open_group
+
+__all__ = ["describe"]
+
+
+def describe(path: StorePath) -> dict[str, Any]:
+    """A JSON-ready summary of the dnmf store at ``path``, whatever its kind."""
+    from dnmf.corpus import CorpusStore
+    from dnmf.errors import StoreFormatError
+
+    group = open_group(path)
+    meta = group.attrs.get("dnmf")
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    if kind == "corpus":
+        return _describe_corpus(CorpusStore.open(path))
+    raise StoreFormatError(
+        f"{str(path)!r} is not a dnmf store; pass a store written by dnmf ingest"
+    )
+
+
+def _describe_corpus(corpus: Any) -> dict[str, Any]:
+    files = corpus.files()
+    status = Counter(r.status for r in files)
+    seconds = sum(r.duration for r in files if r.n_frames)
+    return {
+        "store": corpus.path,
+        "kind": "corpus",
+        "format_version": corpus.meta["format_version"],
+        "dnmf_version": corpus.meta["dnmf_version"],
+        "source": corpus.meta.get("source"),
+        "files": len(files),
+        "files_by_status": dict(sorted(status.items())),
+        "frames": corpus.n_frames,
+        "bins": corpus.features.n_bins,
+        "chunk_frames": corpus.chunk_frames,
+        "chunks": -(-corpus.n_frames // corpus.chunk_frames),
+        "hours": seconds / 3600,
+        "features": corpus.meta["features"],
+        "ingest_runs": len(corpus.meta.get("ingest_history", [])),
+        "last_ingest": (corpus.meta.get("ingest_history") or [None])[-1],
+        "skipped": [{"file": r.file, "error": r.error} for r in files if r.status == "skipped"],
+        "changed": [r.file for r in files if r.status == "changed"],
+        "removed": [r.file for r in files if r.status == "removed"],
+    }
