@@ -348,7 +348,8 @@ def _general_loss(V: np.ndarray, f: _Factors, beta: float, keep: np.ndarray) -> 
     if beta == 0:
         np.log(T, out=T, where=keep)
         return s_xy - float(V.size) - float(np.sum(T, where=keep, dtype=np.float64))
-    np.power(V, beta, out=T)
+    with np.errstate(divide="ignore"):  # 0 ** β for β < 0, outside `keep`
+        np.power(V, beta, out=T)
     s_x = float(np.sum(T, where=keep, dtype=np.float64))
     return (s_x - beta * s_xy + (beta - 1) * f.sum_wh_beta) / (beta * (beta - 1))
 
