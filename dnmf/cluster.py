@@ -14,7 +14,6 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dnmf.errors import DnmfUsageError
@@ -22,7 +21,7 @@ from dnmf.errors import DnmfUsageError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["connect", "default_workers", "single_threaded"]
+__all__ = ["check_compute_options", "connect", "default_workers", "single_threaded"]
 
 SCHEDULER_ENV = "DNMF_SCHEDULER"
 
@@ -34,6 +33,14 @@ def default_workers() -> int:
     import psutil
 
     return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+
+
+def check_compute_options(workers: int | None, scheduler: str | None) -> None:
+    """Refuse ``workers`` and ``scheduler`` together, or a worker count below one."""
+    if workers is not None and scheduler is not None:
+        raise DnmfUsageError("pass --workers or --scheduler, not both")
+    if workers is not None and workers < 1:
+        raise DnmfUsageError(f"workers={workers} must be at least 1")
 
 
 @contextmanager
@@ -52,7 +59,8 @@ def connect(
         Worker processes of the local cluster (default: one per physical core).
     scheduler : str, optional
         Address of a running scheduler (``tcp://host:8786``); the
-        ``DNMF_SCHEDULER`` environment variable is used when this is not given.
+        ``DNMF_SCHEDULER`` environment variable is used when neither this nor
+        ``workers`` is given.
     processes : bool
         Local workers in separate processes (the default) or threads.
     client : Client, optional
@@ -67,13 +75,11 @@ def connect(
     if client is not None:
         yield client
         return
-    if workers is not None and scheduler is not None:
-        raise DnmfUsageError("pass --workers or --scheduler, not both")
-    if workers is not None and workers < 1:
-        raise DnmfUsageError(f"workers={workers} must be at least 1")
+    check_compute_options(workers, scheduler)
     from distributed import Client, LocalCluster
 
-    address = scheduler or os.environ.get(SCHEDULER_ENV) or None
+    # An explicit --workers wins over a DNMF_SCHEDULER set in the environment.
+    address = scheduler or (os.environ.get(SCHEDULER_ENV) if workers is None else None) or None
     if address:
         try:
             remote = Client(address, timeout="20s")
@@ -88,7 +94,6 @@ def connect(
             remote.close()
         return
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    dashboard = "127.0.0.1:0" if find_spec("bokeh") is not None else None
     with (
         LocalCluster(
             n_workers=workers or default_workers(),
@@ -96,7 +101,7 @@ def connect(
             processes=processes,
             # Threads talk in-process; worker processes listen on the loopback only.
             **({"host": "127.0.0.1"} if processes else {}),
-            dashboard_address=dashboard,
+            dashboard_address="127.0.0.1:0",  # a free port, on the loopback only
             memory_limit=0,
         ) as cluster,
         Client(cluster) as local,

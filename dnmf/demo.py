@@ -31,7 +31,7 @@ def synth_piece(
     ((44100,), dtype('float32'))
     """
     rng = np.random.default_rng(seed)
-    n = int(round(seconds * sr))
+    n = round(seconds * sr)
     y = np.zeros(n, dtype=np.float64)
     t = 0.0
     while t < seconds:

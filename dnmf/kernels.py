@@ -680,6 +680,14 @@ def update_W(
     """
     beta = beta_name_to_float(beta)
     exponent = _exponent(beta, gamma)
+    n_bins, k = W.shape
+    expected = (k,) if beta == 1 else (k, k) if beta == 2 else (n_bins, k)
+    if num.shape != (n_bins, k) or den.shape != expected:
+        raise ValueError(
+            f"update_W got num of shape {num.shape} and den of shape {den.shape} for W of "
+            f"shape {W.shape} and beta={beta:g}; expected {(n_bins, k)} and {expected}, "
+            "as chunk_stats returns them"
+        )
     if beta == 1:
         d = np.array(den, copy=True)
         d[d == 0] = 1.0

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dnmf.audio import AudioFile, Probe, content_hash, scan
+from dnmf.cluster import check_compute_options
 from dnmf.corpus import CorpusStore, FileRecord, Status
 from dnmf.errors import EXIT_OK, EXIT_SKIPPED, DnmfPathError, DnmfUsageError
 from dnmf.features import FeatureConfig, n_frames_for, n_output_samples
@@ -289,6 +290,7 @@ def ingest(
     features = features or FeatureConfig()
     if chunk_frames is not None and chunk_frames < 1:
         raise DnmfUsageError(f"chunk_frames={chunk_frames} must be a positive integer")
+    check_compute_options(workers, scheduler)
     root = Path(corpus_dir)
     store_path = Path(store) if store is not None else default_store(root)
     found = scan(root)
@@ -297,20 +299,14 @@ def ingest(
             f"no audio files under {str(root)!r} (looked for .wav, .flac, .ogg, .mp3, .aiff and "
             "other formats libsndfile reads); pass a folder that holds audio"
         )
-    store_exists = (store_path / "zarr.json").exists()
-    if store_exists and not rebuild:
+    corpus: CorpusStore | None = None
+    if (store_path / "zarr.json").exists() and not rebuild:
         corpus = CorpusStore.open(store_path, mode="r+")
         corpus.check_features(features, chunk_frames)
+        features = corpus.features
     else:
         features.check_window()
-        corpus = CorpusStore.create(
-            store_path,
-            features,
-            chunk_frames=chunk_frames or DEFAULT_CHUNK_FRAMES,
-            source=str(root.resolve()),
-        )
-    features = corpus.features
-    records = corpus.files()
+    records = corpus.files() if corpus is not None else []
     diff = diff_files(records, found)
     result = IngestResult(store=str(store_path), files=len(found))
 
@@ -334,6 +330,7 @@ def ingest(
 
     to_probe: list[tuple[int | None, AudioFile]] = [(None, f) for f in diff.new] + list(diff.retry)
     if not to_probe:
+        assert corpus is not None  # a new store has every file to probe
         result.nothing_new = True
         if diff.recheck or diff.removed:
             corpus.commit(records, corpus.n_frames, _history(started, t0, result, 0))
@@ -342,8 +339,14 @@ def ingest(
 
     from dnmf.cluster import connect
 
-    corpus.discard_uncommitted()
     with connect(workers, scheduler, client=client) as c:
+        # The store is created (or started over) only once a cluster is at hand.
+        if corpus is None:
+            corpus = CorpusStore.create(
+                store_path, features, source=str(root.resolve()),
+                chunk_frames=chunk_frames or DEFAULT_CHUNK_FRAMES,
+            )  # fmt: skip
+        corpus.discard_uncommitted()
         result.workers = len(c.scheduler_info(n_workers=-1).get("workers", {}))
         paths = [str((root / f.path).resolve()) for _, f in to_probe]
         token = _token(str(store_path), paths)
@@ -414,6 +417,7 @@ def ingest(
         result.frames_added = sum(frames_of_row.values())
         result.seconds_added = sum(records[row].duration for row, _ in pending)
     result.wall_seconds = time.perf_counter() - t0
+    assert corpus is not None
     corpus.commit(records, pos, _history(started, t0, result, len(to_probe)))
     return result
 

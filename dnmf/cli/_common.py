@@ -27,9 +27,8 @@ SchedulerOpt = Annotated[
     str | None,
     typer.Option(
         "--scheduler",
-        envvar="DNMF_SCHEDULER",
         help="Address of a running Dask scheduler to use instead of a local cluster, "
-        "e.g. tcp://10.0.0.5:8786.",
+        "e.g. tcp://10.0.0.5:8786 [default: $DNMF_SCHEDULER when --workers is not given].",
     ),
 ]
 JsonOpt = Annotated[
