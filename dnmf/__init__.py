@@ -1,0 +1,15 @@
+"""dnmf: distributed, out-of-core nonnegative matrix factorization of audio corpora.
+
+A corpus of audio becomes a chunked spectrogram ``V (bin, frame)`` in Zarr
+(:mod:`pipelines.ingest`, ``dnmf ingest``); a minibatch NMF learns a dictionary
+``W (bin, component)`` from it on a Dask cluster; activations
+``H (component, frame)`` are exported chunk for chunk. See README.md.
+"""
+
+from __future__ import annotations
+
+from dnmf._version import __version__
+from dnmf.errors import DnmfError, DnmfUsageError, DnmfWarning
+from dnmf.features import FeatureConfig
+
+__all__ = ["DnmfError", "DnmfUsageError", "DnmfWarning", "FeatureConfig", "__version__"]
