@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import re
 import tracemalloc
 import warnings
 from typing import Any, ClassVar
@@ -101,10 +102,15 @@ def sk_loss(V: np.ndarray, W: np.ndarray, H: np.ndarray, beta: float) -> float:
 @pytest.mark.parametrize("beta", BETAS)
 def test_full_batch_matches_sklearn_float64(beta: float, zeros: bool) -> None:
     V, W0, H0 = make_problem(zeros=zeros)
+    W0[0, 1] = H0[2, 3] = 1e-20  # below scikit-learn's flush to 0 (beta <= 1 for W, < 1 for H)
     W, H, _ = dnmf_fit(V, W0, H0, beta, N_ITER)
     W_ref, H_ref = sklearn_fit(V, W0, H0, beta, N_ITER)
     assert_allclose(W, W_ref, **TOL64)
     assert_allclose(H, H_ref, **TOL64)
+    assert_array_equal(W == 0, W_ref == 0)
+    assert_array_equal(H == 0, H_ref == 0)
+    assert (W[0, 1] == 0) == (beta <= 1)
+    assert (H[2, 3] == 0) == (beta < 1)
     assert_allclose(beta_divergence(V, W, H, beta), sk_loss(V, W_ref, H_ref, beta), rtol=1e-10)
 
 
@@ -174,10 +180,16 @@ def test_update_H_n_iter_matches_sklearn_with_W_fixed(beta: float) -> None:
     assert_allclose(H, W_sk.T, **TOL64)
 
 
-@pytest.mark.parametrize("zeros", [False, True], ids=["positive", "zeros"])
+@pytest.mark.parametrize("case", ["positive", "zeros", "dead"])
 @pytest.mark.parametrize("beta", [*BETAS, -0.5, 2.5])
-def test_beta_divergence_matches_sklearn(beta: float, zeros: bool) -> None:
-    V, W, H = make_problem(seed=3, zeros=zeros)
+def test_beta_divergence_matches_sklearn(beta: float, case: str) -> None:
+    V, W, H = make_problem(seed=3, zeros=case != "positive")
+    if case == "dead" and beta < 0:
+        pytest.skip("sum((W @ H) ** beta) is inf for beta < 0 where W @ H = 0")
+    if case == "dead":  # W @ H < EPSILON where V > EPSILON: the floors decide the loss
+        W[1] = 0.0
+        H[:, 7] = 0.0
+        H[:, 8] *= 1e-9
     expected = sk_loss(V, W, H, beta)
     assert_allclose(beta_divergence(V, W, H, beta), expected, rtol=1e-12)
     assert_allclose(beta_divergence(V, W, H, beta, WH=W @ H), expected, rtol=1e-12)
@@ -408,6 +420,15 @@ def test_normalize_W_keeps_WH(norm: Any) -> None:
     assert_array_equal(ones, 1.0)
     with pytest.raises(DnmfUsageError, match="norm='l1'"):
         normalize_W(W, norm="l1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.0, 0.5])
+def test_update_W_rejects_den_of_another_beta(beta: float) -> None:
+    V, W, H = make_problem(seed=9)
+    other = 2.0 if beta != 2 else 1.0
+    s = chunk_stats(V, W, H, beta=other, update_h=False)
+    with pytest.raises(ValueError, match=f"den of shape {re.escape(str(s.den.shape))}"):
+        update_W(W, s.num, s.den, beta=beta)
 
 
 # --------------------------------------------------------------------------- input checks
