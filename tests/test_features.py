@@ -107,3 +107,12 @@ def test_bad_settings_name_the_value(options: dict, named: str) -> None:
 def test_bad_window_is_refused() -> None:
     with pytest.raises(DnmfUsageError, match="window='nope'"):
         FeatureConfig(window="nope").check_window()
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+def test_mono_mixdown_is_bitwise_librosa(channels: int) -> None:
+    from dnmf.audio import to_mono
+
+    y = np.random.default_rng(channels).standard_normal((4099, channels)).astype(np.float32)
+    want = librosa.to_mono(np.ascontiguousarray(y.T)) if channels > 1 else y[:, 0]
+    assert to_mono(y).tobytes() == want.tobytes()

@@ -1,0 +1,153 @@
+"""Ingest throughput against a plain librosa loop, worker scaling, memory, and the no-op rerun.
+
+Run from the repository root::
+
+    python benchmarks/ingest.py            # about 30 minutes of audio, a 3-hour file
+    python benchmarks/ingest.py --quick    # a few minutes of audio, a 20-minute file
+
+Every figure is measured in this one run on this machine and printed as a
+ratio against a reference measured alongside it. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from dnmf.cluster import connect
+from dnmf.demo import synth_piece
+from pipelines.ingest import ingest
+
+
+def make_corpus(root: Path, minutes: float, seed: int = 0) -> list[Path]:
+    """Music-like files of about one minute at mixed rates and channel counts."""
+    layouts = [(44100, 2, "flac"), (22050, 1, "wav"), (48000, 1, "wav"), (44100, 1, "flac")]
+    paths = []
+    for i in range(max(1, round(minutes))):
+        sr, ch, ext = layouts[i % len(layouts)]
+        y = synth_piece(60.0, sr, seed=seed + i)
+        data = np.stack([y, 0.7 * y], axis=1) if ch == 2 else y
+        path = root / f"d{i % 5}" / f"track{i:04d}.{ext}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, data, sr)
+        paths.append(path)
+    return paths
+
+
+def plain_loop(paths: list[Path]) -> float:
+    """What a user writes today: librosa.load + librosa.stft, one file after another."""
+    import librosa
+
+    t0 = time.perf_counter()
+    for p in paths:
+        y, _ = librosa.load(p, sr=22050)
+        np.abs(librosa.stft(y, n_fft=2048, hop_length=512))
+    return time.perf_counter() - t0
+
+
+def timed_ingest(corpus: Path, store: Path, workers: int) -> tuple[float, float]:
+    """Wall seconds of a whole ingest (cluster start included) and without the start."""
+    shutil.rmtree(store, ignore_errors=True)
+    t0 = time.perf_counter()
+    with connect(workers=workers) as client:
+        t1 = time.perf_counter()
+        ingest(corpus, store, client=client)
+    t2 = time.perf_counter()
+    return t2 - t0, t2 - t1
+
+
+def long_file_peak_rss(tmp: Path, hours: float) -> tuple[float, float, float]:
+    """Peak RSS (MB) of the one worker that ingests one long file; and the file's hours."""
+    path = tmp / "long" / "long.wav"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sr = 44100
+    piece = synth_piece(60.0, sr, seed=99)
+    with sf.SoundFile(path, "w", sr, 2, subtype="PCM_16") as fh:
+        for _ in range(round(hours * 60)):
+            fh.write(np.stack([piece, 0.5 * piece], axis=1))
+    store = tmp / "long.zarr"
+    with connect(workers=1) as client:
+        base = max(client.run(_peak_rss_mb).values())
+        t0 = time.perf_counter()
+        ingest(path.parent, store, client=client)
+        wall = time.perf_counter() - t0
+        peak = max(client.run(_peak_rss_mb).values())
+    shutil.rmtree(store)
+    path.unlink()
+    return peak, base, wall
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def noop_rerun(tmp: Path, n_files: int) -> float:
+    """Seconds for ``dnmf ingest`` (a new process) to find nothing new among n_files files."""
+    corpus = tmp / "many"
+    y = synth_piece(0.2, 22050, seed=3)
+    for i in range(n_files):
+        path = corpus / f"g{i % 20}" / f"f{i:05d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, y, 22050)
+    store = tmp / "many.zarr"
+    ingest(corpus, store, workers=2)
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "dnmf.cli", "ingest", str(corpus), "-o", str(store), "--json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    assert json.loads(out.stdout)["nothing_new"], out.stdout
+    return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="a small corpus and a 20-minute file")
+    ap.add_argument("--minutes", type=float, help="minutes of audio in the corpus")
+    ap.add_argument("--long-hours", type=float, help="hours of the long file (peak RSS)")
+    ap.add_argument("--noop-files", type=int, default=1000)
+    args = ap.parse_args()
+    minutes = args.minutes or (4 if args.quick else 30)
+    long_hours = args.long_hours or (1 / 3 if args.quick else 3.0)
+
+    with tempfile.TemporaryDirectory(prefix="dnmf-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        paths = make_corpus(tmp / "corpus", minutes)
+        hours = sum(sf.info(p).duration for p in paths) / 3600
+        plain = plain_loop(paths)
+        one_total, one = timed_ingest(tmp / "corpus", tmp / "one.zarr", 1)
+        two_total, two = timed_ingest(tmp / "corpus", tmp / "two.zarr", 2)
+        peak, base, long_wall = long_file_peak_rss(tmp, long_hours)
+        noop = noop_rerun(tmp, args.noop_files)
+
+    rows = [
+        ("files", f"{len(paths)}"),
+        ("audio", f"{hours:.3f} h"),
+        ("plain librosa loop (load + stft), 1 process", f"{plain:.1f} s  ({hours * 3600 / plain:.0f}x realtime)"),
+        ("dnmf ingest, 1 worker (cluster start included)", f"{one_total:.1f} s  ({one:.1f} s after start)"),
+        ("dnmf ingest, 2 workers (cluster start included)", f"{two_total:.1f} s  ({two:.1f} s after start)"),
+        ("realtime factor, 2 workers", f"{hours * 3600 / two_total:.0f}x"),
+        ("1 worker vs plain loop (target >= 0.9)", f"{plain / one_total:.2f}x  ({plain / one:.2f}x after start)"),
+        ("2 workers vs 1 worker (target >= 1.7)", f"{one_total / two_total:.2f}x  ({one / two:.2f}x after start)"),
+        (f"peak worker RSS, one {long_hours:.2f} h file (target < 1 GB)", f"{peak:.0f} MB (idle worker {base:.0f} MB; {long_wall:.0f} s)"),
+        (f"nothing-new rerun, {args.noop_files} files, new process (target < 2 s)", f"{noop:.2f} s"),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    print(f"dnmf ingest benchmark ({'quick' if args.quick else 'full'})")
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from dnmf.cli import main
+
+main()
