@@ -228,7 +228,8 @@ class CorpusStore:
         n = self.n_files
         if n:
             for name in ("content_hash", "first_frame", "n_frames"):
-                h.update(np.asarray(self.group[name][:n]).astype(str).tobytes())  # type: ignore[index]
+                values = self.group[name][:n]  # type: ignore[index]
+                h.update("\n".join(str(v) for v in np.asarray(values).tolist()).encode())
         return h.hexdigest()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dnmf.cli import demo, info, ingest
+from dnmf.cli import demo, info, ingest, learn
 
 app = typer.Typer(
     name="dnmf",
@@ -17,6 +17,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 app.command("ingest")(ingest.ingest_command)
+app.command("learn")(learn.learn_command)
 app.command("info")(info.info_command)
 app.command("demo")(demo.demo_command)
 

@@ -1,0 +1,203 @@
+"""The model store: the dictionary, the loss history and the state to resume from.
+
+Layout (Zarr format 3, DESIGN.md section 2)::
+
+    model.zarr/
+      W          (bin, component)  float32, the dictionary at the last checkpoint
+      frequency  (bin,)            Hz, from the corpus
+      loss       (epoch,)          float64, the β-divergence summed over each epoch's visits
+      state/H0, state/H1  (component, frame)  the double-buffered activations
+      state/slot0, state/slot1     two checkpoint slots: W, A, B, pending, visited
+      attrs["dnmf"] = {kind: "model", config, corpus: {path, fingerprint, ...},
+                       block_frames, status, checkpoint: {slot, epoch, ...}}
+
+A checkpoint is written to the slot not in use, then the attrs are switched to
+it in one atomic write, so a crash leaves the old checkpoint or the new one
+whole. Floats in the attrs are JSON numbers, which round-trip exactly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+
+from dnmf.errors import StoreMismatchError
+from dnmf.learn import LearnConfig, LearnState
+from dnmf.store import StorePath, consolidate, open_group, read_meta, write_meta
+
+if TYPE_CHECKING:
+    from dnmf.corpus import CorpusStore
+
+__all__ = ["ModelStore"]
+
+#: Settings that may differ between a run and the run it resumes.
+RESUMABLE = {"epochs", "checkpoint_every", "tol"}
+
+
+class ModelStore:
+    """A model store on disk (see the module docstring for the layout)."""
+
+    kind = "model"
+
+    def __init__(self, path: StorePath, group: zarr.Group, meta: dict[str, Any]) -> None:
+        self.path = str(path)
+        self.group = group
+        self.meta = meta
+
+    @classmethod
+    def open(cls, path: StorePath, *, mode: str = "r") -> ModelStore:
+        group = open_group(path, mode=mode)
+        return cls(path, group, read_meta(group, cls.kind, path))
+
+    @classmethod
+    def create(
+        cls, path: StorePath, cfg: LearnConfig, corpus: CorpusStore, *, block_frames: int
+    ) -> ModelStore:
+        """A new model store for learning ``cfg`` on ``corpus`` (replaces what is at ``path``)."""
+        from dnmf.learn_dask import create_H_buffers
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        n_bins = corpus.features.n_bins
+        group.create_array(
+            "W", shape=(n_bins, cfg.rank), chunks=(n_bins, cfg.rank), dtype="float32",
+            dimension_names=("bin", "component"), compressors=None,
+            attributes={"coordinates": "frequency", "long_name": "dictionary"},
+        )  # fmt: skip
+        freq = group.create_array(
+            "frequency", shape=(n_bins,), chunks=(n_bins,), dtype="float64",
+            dimension_names=("bin",), attributes={"units": "Hz"},
+        )  # fmt: skip
+        freq[:] = corpus.group["frequency"][:]  # type: ignore[index]
+        group.create_array(
+            "loss", shape=(0,), chunks=(4096,), dtype="float64", dimension_names=("epoch",),
+            attributes={"long_name": f"beta-divergence (beta={cfg.beta:g}) summed over the epoch"},
+        )  # fmt: skip
+        create_H_buffers(
+            f"{path}/state", cfg.rank, corpus.n_frames, block_frames, "float32", overwrite=True
+        )
+        meta = {
+            "kind": cls.kind,
+            "config": cfg.model_dump(mode="json"),
+            "corpus": {
+                "path": str(Path(corpus.path).resolve()),
+                "fingerprint": corpus.fingerprint(),
+                "n_frames": corpus.n_frames,
+                "n_files": corpus.n_files,
+                "features": corpus.meta["features"],
+            },
+            "block_frames": block_frames,
+            "status": "running",
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "checkpoint": None,
+            "checkpoints_written": 0,
+        }
+        write_meta(group, meta)
+        consolidate(path)
+        return cls(path, group, read_meta(group, cls.kind, path))
+
+    # -- what it holds -----------------------------------------------------------
+    @property
+    def config(self) -> LearnConfig:
+        return LearnConfig(**self.meta["config"])
+
+    @property
+    def W(self) -> np.ndarray:
+        return np.asarray(self.group["W"][:])  # type: ignore[index]
+
+    @property
+    def status(self) -> str:
+        return str(self.meta["status"])
+
+    @property
+    def H_url(self) -> str:
+        return f"{self.path}/state"
+
+    def check_resumable(self, cfg: LearnConfig, corpus: CorpusStore) -> None:
+        """Refuse to resume against another corpus or with settings that change the result."""
+        if corpus.fingerprint() != self.meta["corpus"]["fingerprint"]:
+            raise StoreMismatchError(
+                f"{self.path!r} was learned on another corpus (or the corpus has changed since: "
+                f"{self.meta['corpus']['path']}); resume against that corpus or start a new model"
+            )
+        mine = self.meta["config"]
+        theirs = cfg.model_dump(mode="json")
+        for key in mine:
+            if key not in RESUMABLE and mine[key] != theirs.get(key):
+                raise StoreMismatchError(
+                    f"{self.path!r} was learned with {key}={mine[key]!r}, not {theirs.get(key)!r}; "
+                    f"resume with the same settings or start a new model"
+                )
+
+    # -- checkpoints -------------------------------------------------------------
+    def save_checkpoint(self, state: LearnState) -> None:
+        """Write ``state`` to the free slot, then switch the attrs to it."""
+        slot = (self.meta["checkpoints_written"] + 1) % 2
+        g = self.group.require_group("state").require_group(f"slot{slot}")
+        arrays = {"W": state.W, "A": state.A, "B": state.B, "pending": state.pending,
+                  "visited": state.visited}  # fmt: skip
+        for name, value in arrays.items():
+            if value is None:
+                continue
+            g.create_array(name, data=np.asarray(value), overwrite=True, compressors=None)
+        self.group["W"][:] = state.W  # type: ignore[index]
+        loss = self.group["loss"]
+        loss.resize((len(state.losses),))  # type: ignore[union-attr]
+        if state.losses:
+            loss[:] = np.asarray(state.losses)  # type: ignore[index]
+        meta = dict(self.meta)
+        meta["checkpoints_written"] = self.meta["checkpoints_written"] + 1
+        meta["checkpoint"] = {
+            "slot": slot,
+            "epoch": state.epoch,
+            "step_in_epoch": state.step_in_epoch,
+            "global_step": state.global_step,
+            "epoch_loss": state.epoch_loss,
+            "losses": list(state.losses),
+            "converged": state.converged,
+            "avg": state.avg,
+            "has_accumulators": state.A is not None,
+            "written": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        write_meta(self.group, meta)
+        self.meta = read_meta(self.group, self.kind, self.path)
+
+    def load_checkpoint(self) -> LearnState | None:
+        """The state of the last whole checkpoint, or None if there is none."""
+        ck = self.meta.get("checkpoint")
+        if not ck:
+            return None
+        g = self.group["state"][f"slot{ck['slot']}"]  # type: ignore[index]
+
+        def get(name: str) -> np.ndarray:
+            return np.asarray(g[name][:])  # type: ignore[index]
+
+        return LearnState(
+            W=get("W"),
+            A=get("A") if ck["has_accumulators"] else None,
+            B=get("B") if ck["has_accumulators"] else None,
+            pending=get("pending"),
+            visited=get("visited"),
+            epoch=ck["epoch"],
+            step_in_epoch=ck["step_in_epoch"],
+            global_step=ck["global_step"],
+            epoch_loss=ck["epoch_loss"],
+            losses=list(ck["losses"]),
+            converged=ck["converged"],
+            avg=ck["avg"],
+        )
+
+    def finish(self, state: LearnState, *, status: str = "done", **extra: Any) -> None:
+        """Record the end of learning (after a final checkpoint) and make it visible."""
+        meta = dict(self.meta)
+        meta.update(status=status, finished=datetime.now(UTC).isoformat(timespec="seconds"))
+        meta.update(extra)
+        meta["n_iter"] = state.done_epochs
+        meta["converged"] = state.converged
+        write_meta(self.group, meta)
+        self.meta = read_meta(self.group, self.kind, self.path)
+        consolidate(self.path)

@@ -1,0 +1,220 @@
+"""The learn stage: a corpus store (or an audio folder) becomes a model store.
+
+plan     the corpus is checked and, for an audio folder, ingested first; the
+         blocks and the steps of every epoch follow from the config (pure).
+setup    the model store is created (or opened to resume).
+run      one task per block per step on the cluster (:mod:`dnmf.learn_dask`),
+         a checkpoint every few steps and at every epoch's end.
+commit   the final W, loss history and status go into the store's attrs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dnmf.cluster import check_compute_options
+from dnmf.corpus import CorpusStore
+from dnmf.errors import DnmfPathError, DnmfUsageError
+from dnmf.learn import LearnConfig, LearnState, Progress, learn, loss_to_error, start_state
+from dnmf.model import ModelStore
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["LearnResult", "learn_corpus", "resolve_corpus"]
+
+
+@dataclass
+class LearnResult:
+    """What one learn run did; ``as_dict`` is the ``--json`` summary."""
+
+    model: str
+    corpus: str
+    epochs: int = 0
+    steps: int = 0
+    loss: float | None = None
+    losses: list[float] = field(default_factory=list)
+    converged: bool = False
+    resumed_from_step: int | None = None
+    wall_seconds: float = 0.0
+    frames_per_second: float = 0.0
+    workers: int = 0
+    dashboard: str | None = None
+    ingest: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_corpus(
+    input_path: str | os.PathLike[str], *, workers: int | None, scheduler: str | None,
+    client: Client | None, progress: bool,
+) -> tuple[Path, dict[str, Any] | None]:  # fmt: skip
+    """The corpus store for INPUT: itself, or an audio folder ingested with default features."""
+    path = Path(input_path)
+    if (path / "zarr.json").exists():
+        return path, None
+    if not path.exists():
+        raise DnmfPathError(
+            f"{str(input_path)!r} does not exist; pass a corpus store or a folder of audio"
+        )
+    if not path.is_dir():
+        raise DnmfPathError(
+            f"{str(input_path)!r} is neither a corpus store nor a folder of audio; pass one"
+        )
+    from pipelines.ingest import default_store, ingest
+
+    store = default_store(path)
+    result = ingest(
+        path, store, workers=workers, scheduler=scheduler, client=client, progress=progress
+    )
+    return store, result.as_dict()
+
+
+def learn_corpus(
+    input_path: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    config: LearnConfig,
+    W_init: np.ndarray | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client: Client | None = None,
+    progress: bool = False,
+    on_step: Any = None,
+    stop_after_steps: int | None = None,
+) -> LearnResult:
+    """Learn a dictionary from a corpus store (or an audio folder, ingested first).
+
+    Parameters
+    ----------
+    input_path : path
+        A corpus store, or a folder of audio ingested into ``./<dirname>.dnmf/``.
+    output : path, optional
+        The model store (default: ``model.zarr`` beside the corpus store).
+    config : LearnConfig
+    W_init : ndarray of shape (n_bins, rank), optional
+        The dictionary for ``init='custom'``.
+    resume : bool
+        Continue the model store's last checkpoint; ends bitwise where an
+        uninterrupted run ends.
+    overwrite : bool
+        Replace an existing model store.
+    workers, scheduler, client :
+        Where to compute (:func:`dnmf.cluster.connect`).
+    progress : bool
+        A progress bar on stderr.
+    stop_after_steps : int, optional
+        Stop after this many steps, as a crash would (for tests).
+
+    Returns
+    -------
+    LearnResult
+    """
+    from dnmf.cluster import connect
+    from dnmf.learn_dask import DaskBackend
+
+    check_compute_options(workers, scheduler)
+    t0 = time.perf_counter()
+    corpus_path, ingested = resolve_corpus(
+        input_path, workers=workers, scheduler=scheduler, client=client, progress=progress
+    )
+    corpus = CorpusStore.open(corpus_path)
+    if corpus.n_frames == 0:
+        raise DnmfUsageError(
+            f"corpus {str(corpus_path)!r} holds no frames; ingest audio into it first"
+        )
+    model_path = Path(output) if output is not None else corpus_path.parent / "model.zarr"
+    block_frames = config.block_frames or corpus.chunk_frames
+    if corpus.chunk_frames % block_frames:
+        raise DnmfUsageError(
+            f"block_frames={block_frames} does not divide the corpus chunk of "
+            f"{corpus.chunk_frames} frames; pass a divisor of {corpus.chunk_frames}"
+        )
+    state: LearnState | None = None
+    if resume:
+        model = ModelStore.open(model_path, mode="r+")
+        model.check_resumable(config, corpus)
+        state = model.load_checkpoint()
+        model.meta["config"] = config.model_dump(mode="json")  # epochs may grow
+    elif (model_path / "zarr.json").exists() and not overwrite:
+        raise DnmfUsageError(
+            f"model store {str(model_path)!r} exists; pass --resume to continue it, "
+            "--overwrite to replace it, or -o for another path"
+        )
+    result = LearnResult(model=str(model_path), corpus=str(corpus_path), ingest=ingested)
+    frames_done = 0
+    with connect(workers, scheduler, client=client) as c:
+        result.workers = len(c.scheduler_info(n_workers=-1).get("workers", {}))
+        result.dashboard = _dashboard(c)
+        if not resume:
+            model = ModelStore.create(model_path, config, corpus, block_frames=block_frames)
+        backend = DaskBackend(
+            c, f"{corpus_path}/V", model.H_url, block_frames=block_frames, n_frames=corpus.n_frames
+        )
+        if state is None:
+            state = start_state(config, backend, W_init)
+        else:
+            result.resumed_from_step = state.global_step
+        if progress and result.dashboard:
+            import sys
+
+            print(f"dashboard: {result.dashboard}", file=sys.stderr)
+        start_steps = state.global_step
+
+        from dnmf.progress import reporter
+
+        with reporter(
+            "learn", config.epochs, enabled=progress,
+            fields="epochs  loss {task.fields[loss]}  {task.fields[fps]:.0f} frames/s",
+            loss="-", fps=0.0,
+        ) as bar:  # fmt: skip
+            bar.update(advance=state.done_epochs)
+
+            def report(p: Progress) -> None:
+                nonlocal frames_done
+                frames_done += p.frames
+                fps = p.frames / p.seconds if p.seconds > 0 else 0.0
+                loss = f"{p.loss:.6g}" if p.loss is not None else "-"
+                bar.update(
+                    advance=1 if p.epoch_done else 0,
+                    fps=fps,
+                    **({"loss": loss} if p.loss is not None else {}),
+                )
+                if on_step is not None:
+                    on_step(p)
+
+            state = learn(
+                config, backend, state, on_step=report, checkpoint=model.save_checkpoint,
+                stop_after_steps=stop_after_steps,
+            )  # fmt: skip
+    finished = state.converged or state.done_epochs >= config.epochs
+    if finished:
+        model.finish(state, status="done")
+    result.epochs = state.done_epochs
+    result.steps = state.global_step - start_steps
+    result.losses = list(state.losses)
+    result.loss = state.losses[-1] if state.losses else None
+    result.converged = state.converged
+    result.wall_seconds = time.perf_counter() - t0
+    result.frames_per_second = frames_done / result.wall_seconds if result.wall_seconds else 0.0
+    return result
+
+
+def _dashboard(client: Client) -> str | None:
+    try:
+        return str(client.dashboard_link)
+    except Exception:  # no dashboard on a remote scheduler without bokeh
+        return None
+
+
+def reconstruction_error(result: LearnResult, beta: float) -> float | None:
+    return loss_to_error(result.loss, beta) if result.loss is not None else None
