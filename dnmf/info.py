@@ -20,9 +20,34 @@ def describe(path: StorePath) -> dict[str, Any]:
     kind = meta.get("kind") if isinstance(meta, dict) else None
     if kind == "corpus":
         return _describe_corpus(CorpusStore.open(path))
+    if kind == "model":
+        from dnmf.model import ModelStore
+
+        return _describe_model(ModelStore.open(path))
     raise StoreFormatError(
-        f"{str(path)!r} is not a dnmf store; pass a store written by dnmf ingest"
+        f"{str(path)!r} is not a dnmf store; pass a store written by dnmf ingest or dnmf learn"
     )
+
+
+def _describe_model(model: Any) -> dict[str, Any]:
+    losses = [float(x) for x in model.group["loss"][:]]
+    ck = model.meta.get("checkpoint") or {}
+    return {
+        "store": model.path,
+        "kind": "model",
+        "format_version": model.meta["format_version"],
+        "dnmf_version": model.meta["dnmf_version"],
+        "status": model.status,
+        "rank": model.meta["config"]["rank"],
+        "bins": int(model.group["W"].shape[0]),
+        "config": model.meta["config"],
+        "corpus": model.meta["corpus"],
+        "epochs": len(losses),
+        "loss": losses[-1] if losses else None,
+        "losses": losses,
+        "converged": model.meta.get("converged", False),
+        "checkpoint_step": ck.get("global_step"),
+    }
 
 
 def _describe_corpus(corpus: Any) -> dict[str, Any]:

@@ -218,7 +218,10 @@ def visit_block(
     """
     from dnmf.init import random_H
 
-    V = io.read_V(start, stop)
+    # A deserialized array may not even be element-aligned, and BLAS rounds an
+    # unaligned operand differently: a fresh copy makes every worker compute alike.
+    W = np.array(W, order="C", copy=True)
+    V = np.require(io.read_V(start, stop), requirements=["C_CONTIGUOUS", "ALIGNED"])
     if fresh:
         H = random_H(W.shape[1], stop - start, seed=p.seed, block=block, avg=p.avg, dtype=V.dtype)
     else:
@@ -280,12 +283,13 @@ class MemoryBackend:
 
     # BlockIO
     def read_V(self, start: int, stop: int) -> np.ndarray:
-        return self.V[:, start:stop]
+        # Contiguous, as a block read from Zarr is: BLAS must see the same layout.
+        return np.ascontiguousarray(self.V[:, start:stop])
 
     def read_H(self, buffer: int, start: int, stop: int) -> np.ndarray:
         H = self.H[buffer]
         assert H is not None
-        return H[:, start:stop]
+        return np.ascontiguousarray(H[:, start:stop])
 
     def write_H(self, buffer: int, start: int, stop: int, H: np.ndarray) -> None:
         if self.H[buffer] is None:
@@ -295,9 +299,13 @@ class MemoryBackend:
     def summary(self) -> tuple[float, float]:
         from dnmf.kernels import check_nonnegative
 
+        parts = []
         for b, (a, z) in enumerate(self.blocks()):
-            check_nonnegative(self.V[:, a:z], where=f"V of block {b}", frame_offset=a)
-        return float(self.V.sum(dtype=np.float64)), float(self.V.size)
+            V = self.read_V(a, z)
+            check_nonnegative(V, where=f"V of block {b}", frame_offset=a)
+            parts.append((float(V.sum(dtype=np.float64)), float(V.size)))
+        # The same per-block sums and tree as on a cluster: the init scale is bitwise the same.
+        return tree_sum(parts, lambda x, y: (x[0] + y[0], x[1] + y[1]))  # type: ignore[no-any-return]
 
     def sample(self, n_frames: int, seed: int) -> np.ndarray:
         return sample_columns(self.V, n_frames, seed)
@@ -313,9 +321,13 @@ class MemoryBackend:
                     a, z = ranges[b]
                     self.write_H(0, a, z, self.H_init[:, a:z].astype(self.dtype))
             fresh = set()
-        leaves = [
-            visit_block(self, b, *ranges[b], W, epoch, scales.get(b), b in fresh, p) for b in blocks
-        ]
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):  # as on a worker: the same arithmetic
+            leaves = [
+                visit_block(self, b, *ranges[b], W, epoch, scales.get(b), b in fresh, p)
+                for b in blocks
+            ]
         return tree_sum(leaves, add_stats)  # type: ignore[no-any-return]
 
     def activations(self, epoch: int) -> np.ndarray:
@@ -452,7 +464,9 @@ def learn(
     l1_W_unit, l2_W_unit, l1_H, l2_H = cfg.penalties(n_bins, 1)
     p = VisitParams(beta, cfg.n_inner, l1_H, l2_H, cfg.seed, state.avg)
     full_batch = cfg.batch_chunks is None or cfg.batch_chunks >= len(ranges)
-    rho = 0.0 if full_batch else cfg.forget_factor
+    # scikit-learn's MiniBatchNMF: the forget factor applies per pass over the data,
+    # so a step of a fraction f of the frames forgets forget_factor ** f.
+    rho_base = 0.0 if full_batch else cfg.forget_factor
     assert state.pending is not None and state.visited is not None
     steps_run = 0
     while state.done_epochs < cfg.epochs and not state.converged:
@@ -468,16 +482,16 @@ def learn(
             for b in blocks:
                 state.pending[b] = 1.0
                 state.visited[b] = True
-            if state.A is None or rho == 0.0:
-                state.A, state.B = num, den
-            else:
-                state.A = rho * state.A + num
-                state.B = rho * state.B + den  # type: ignore[operator]
             dt = backend.dtype
-            state.W = update_W(
-                state.W, state.A.astype(dt), state.B.astype(dt), beta=beta,  # type: ignore[union-attr]
-                l1_reg=l1_W_unit * frames, l2_reg=l2_W_unit * frames, fixed=fixed,
-            )  # fmt: skip
+            l1_W, l2_W = l1_W_unit * frames, l2_W_unit * frames
+            if rho_base == 0.0:  # full batch: exactly Lee-Seung (scikit-learn's) update
+                state.W = update_W(
+                    state.W, num.astype(dt), den.astype(dt), beta=beta, l1_reg=l1_W,
+                    l2_reg=l2_W, fixed=fixed,
+                )  # fmt: skip
+            else:
+                rho = rho_base ** (frames / backend.n_frames)
+                online_update(state, num, den, beta=beta, rho=rho, l1=l1_W, l2=l2_W, fixed=fixed)
             if cfg.norm is not None:
                 _normalize(state, cfg.norm, beta, fixed)
             state.epoch_loss += loss
@@ -489,7 +503,7 @@ def learn(
                 state.losses.append(state.epoch_loss)
                 if len(state.losses) >= 2:
                     prev, cur = state.losses[-2], state.losses[-1]
-                    state.converged = prev > 0 and (prev - cur) / prev < cfg.tol
+                    state.converged = cfg.tol > 0 and prev > 0 and (prev - cur) / prev < cfg.tol
                 state.epoch += 1
                 state.step_in_epoch = 0
                 state.epoch_loss = 0.0
@@ -517,22 +531,69 @@ def learn(
     return state
 
 
+def online_update(
+    state: LearnState, num: np.ndarray, den: np.ndarray, *, beta: float, rho: float,
+    l1: float, l2: float, fixed: np.ndarray | None,
+) -> None:  # fmt: skip
+    """The online multiplicative update (Lefèvre, Bach & Févotte 2011), as scikit-learn's.
+
+    ``A ← ρA + W^(1/γ) ⊙ num``, ``B ← ρB + den_full``, ``W ← (A / B)^γ``:
+    the accumulators carry the dictionary they were computed with, so an
+    old step's statistics keep their meaning after W has moved.
+    """
+    from dnmf.kernels import EPSILON
+    from dnmf.kernels import gamma as gamma_of
+
+    g = gamma_of(beta)
+    W = state.W.astype(np.float64)
+    if beta == 1:
+        sums = np.where(den == 0, 1.0, den)
+        d = np.broadcast_to(sums[None, :], W.shape).copy()
+    elif beta == 2:
+        d = W @ den
+    else:
+        d = den.copy()
+    if l1 > 0:
+        d += l1
+    if l2 > 0:
+        d += l2 * W
+    d[d == 0] = EPSILON
+    numer = num * (W ** (1.0 / g) if g != 1 else W)
+    if state.A is None or state.B is None:
+        state.A, state.B = numer, d
+    else:
+        state.A = rho * state.A + numer
+        state.B = rho * state.B + d
+    W_new = state.A / state.B
+    if g != 1:
+        W_new **= g
+    if beta <= 1:
+        W_new[W_new < np.finfo(np.float64).eps] = 0.0
+    W_new = W_new.astype(state.W.dtype)
+    if fixed is not None:
+        W_new[:, fixed] = state.W[:, fixed]
+    state.W = W_new
+
+
 def _normalize(state: LearnState, norm: str, beta: float, fixed: np.ndarray | None) -> None:
-    """Unit columns of W; the scale moves to the pending H scales and the accumulators."""
+    """Unit columns of W; the scale moves to the pending H scales and the accumulators.
+
+    With ``W' = W / s`` and ``H' = s H``, the online accumulators of
+    :func:`online_update` become ``A' = A s^(1 - 1/γ)``, ``B' = B s`` (per
+    column), so the next update is the same as without the normalisation.
+    """
     W, _, scale = normalize_W(state.W, None, norm=norm)  # type: ignore[arg-type]
     scale = np.asarray(scale, dtype=np.float64)
     if fixed is not None:
         W[:, fixed] = state.W[:, fixed]
         scale[fixed] = 1.0
     state.W = W
-    assert state.pending is not None and state.A is not None and state.B is not None
+    assert state.pending is not None
     state.pending *= scale[None, :]
-    state.A = state.A * scale[None, :]
-    if beta == 2:
-        state.B = state.B * np.outer(scale, scale)
-    elif beta == 1:
-        state.B = state.B * scale
-    else:
+    if state.A is not None and state.B is not None:
+        from dnmf.kernels import gamma as gamma_of
+
+        state.A = state.A * scale[None, :] ** (1.0 - 1.0 / gamma_of(beta))
         state.B = state.B * scale[None, :]
 
 

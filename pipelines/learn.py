@@ -11,6 +11,7 @@ commit   the final W, loss history and status go into the store's attrs.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,8 +21,16 @@ import numpy as np
 
 from dnmf.cluster import check_compute_options
 from dnmf.corpus import CorpusStore
-from dnmf.errors import DnmfPathError, DnmfUsageError
-from dnmf.learn import LearnConfig, LearnState, Progress, learn, loss_to_error, start_state
+from dnmf.errors import DnmfError, DnmfPathError, DnmfUsageError
+from dnmf.learn import (
+    LearnConfig,
+    LearnState,
+    Progress,
+    check_rank,
+    learn,
+    loss_to_error,
+    start_state,
+)
 from dnmf.model import ModelStore
 
 if TYPE_CHECKING:
@@ -139,6 +148,7 @@ def learn_corpus(
             f"block_frames={block_frames} does not divide the corpus chunk of "
             f"{corpus.chunk_frames} frames; pass a divisor of {corpus.chunk_frames}"
         )
+    check_rank(config, corpus.features.n_bins, corpus.n_frames)
     state: LearnState | None = None
     if resume:
         model = ModelStore.open(model_path, mode="r+")
@@ -161,7 +171,12 @@ def learn_corpus(
             c, f"{corpus_path}/V", model.H_url, block_frames=block_frames, n_frames=corpus.n_frames
         )
         if state is None:
-            state = start_state(config, backend, W_init)
+            try:
+                state = start_state(config, backend, W_init)
+            except DnmfError:
+                if not resume:  # the store was made for this run and holds nothing yet
+                    shutil.rmtree(model_path, ignore_errors=True)
+                raise
         else:
             result.resumed_from_step = state.global_step
         if progress and result.dashboard:

@@ -51,3 +51,12 @@ def _print(s: dict[str, Any]) -> None:
         for name in ("changed", "removed"):
             for path in s[name]:
                 echo(f"  {name:<10} {path}")
+    elif s["kind"] == "model":
+        c = s["config"]
+        loss = f"{s['loss']:.6g}" if s["loss"] is not None else "-"
+        echo(f"  status     {s['status']}{' (converged)' if s['converged'] else ''}")
+        echo(f"  dictionary W ({s['bins']} bins x {s['rank']} components)")
+        echo(f"  learning   beta={c['beta']:g} init={c['init']} batch_chunks={c['batch_chunks']} "
+             f"n_inner={c['n_inner']} norm={c['norm']} seed={c['seed']}")  # fmt: skip
+        echo(f"  progress   {s['epochs']} of {c['epochs']} epochs, loss {loss}")
+        echo(f"  corpus     {s['corpus']['path']} ({s['corpus']['n_frames']} frames)")

@@ -1,0 +1,227 @@
+"""The learner: scikit-learn parity, invariants, determinism across workers, resume."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from sklearn.decomposition import NMF
+from sklearn.decomposition._nmf import _initialize_nmf
+
+from dnmf.corpus import CorpusStore
+from dnmf.errors import DnmfUsageError, InvalidDataError, StoreFormatError, StoreMismatchError
+from dnmf.features import FeatureConfig
+from dnmf.learn import (
+    LearnConfig,
+    MemoryBackend,
+    epoch_steps,
+    learn,
+    start_state,
+    tree_sum,
+    visit_block,
+)
+from dnmf.model import ModelStore
+from pipelines.learn import learn_corpus
+
+
+def memory_fit(V, cfg, *, W0=None, H0=None, block=64):  # type: ignore[no-untyped-def]
+    be = MemoryBackend(V, block, H_init=H0)
+    state = learn(cfg, be, start_state(cfg, be, W_init=W0))
+    return state, be
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 2.0])
+def test_full_batch_equals_sklearn_mu(beta: float) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.random((300, 40)) ** 2  # frames x bins, scikit-learn's orientation
+    W_sk, H_sk = _initialize_nmf(X, 5, init="random", random_state=0)
+    ref = NMF(5, solver="mu", beta_loss=beta, init="custom", max_iter=30, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        acts = ref.fit_transform(X, W=W_sk.copy(), H=H_sk.copy())
+    cfg = LearnConfig(rank=5, beta=beta, epochs=30, init="custom", norm=None, tol=0)
+    state, be = memory_fit(X.T.copy(), cfg, W0=H_sk.T.copy(), H0=W_sk.T.copy())
+    np.testing.assert_allclose(state.W, ref.components_.T, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(be.activations(state.epoch), acts.T, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, 1.5, 2.0])
+@pytest.mark.parametrize("norm", [None, "l2"])
+def test_loss_never_rises_in_full_batch(beta: float, norm: str | None) -> None:
+    V = (np.random.default_rng(1).random((30, 200)) ** 2).astype(np.float32)
+    V[:, 5] = 0.0  # a silent frame
+    cfg = LearnConfig(rank=4, beta=beta, epochs=40, norm=norm, tol=0)
+    state, be = memory_fit(V, cfg)
+    losses = np.array(state.losses)
+    assert (np.diff(losses) <= 1e-5 * losses[0]).all(), losses
+    assert state.W.dtype == np.float32 and (state.W >= 0).all()
+    assert np.isfinite(losses).all()
+
+
+def test_exact_low_rank_product_is_recovered() -> None:
+    rng = np.random.default_rng(2)
+    V = rng.random((20, 3)) @ rng.random((3, 400))
+    cfg = LearnConfig(rank=3, beta=2, epochs=2000, tol=0, init="nndsvda")
+    state, be = memory_fit(V, cfg, block=100)
+    H = be.activations(state.epoch) * np.repeat(state.pending, 100, axis=0)[:400].T
+    assert np.linalg.norm(state.W @ H - V) / np.linalg.norm(V) < 5e-3
+
+
+def test_minibatch_lowers_the_loss_and_fixed_components_stay() -> None:
+    rng = np.random.default_rng(3)
+    V = (rng.random((25, 3)) @ rng.random((3, 1000))).astype(np.float32)
+    W0 = rng.random((25, 5)).astype(np.float32)
+    cfg = LearnConfig(
+        rank=5, beta=1, epochs=15, batch_chunks=2, n_inner=3, init="custom",
+        fixed_components=(0, 3), tol=0,
+    )  # fmt: skip
+    state, _ = memory_fit(V, cfg, W0=W0, block=100)
+    assert state.losses[-1] < 0.5 * state.losses[0]
+    assert state.W[:, [0, 3]].tobytes() == W0[:, [0, 3]].tobytes()
+    assert not np.array_equal(state.W[:, 1], W0[:, 1])
+
+
+def test_epoch_steps_are_a_seeded_partition() -> None:
+    steps = epoch_steps(10, 3, seed=1, epoch=4)
+    assert sorted(b for s in steps for b in s) == list(range(10))
+    assert all(s == sorted(s) for s in steps) and len(steps) == 4
+    assert steps == epoch_steps(10, 3, seed=1, epoch=4) != epoch_steps(10, 3, seed=1, epoch=5)
+    assert epoch_steps(10, None, seed=1, epoch=0) == [list(range(10))]
+    assert tree_sum([1, 2, 3, 4, 5], lambda a, b: f"({a}+{b})") == "(((1+2)+(3+4))+5)"
+
+
+def test_a_retried_visit_reads_and_writes_the_same() -> None:
+    V = np.random.default_rng(4).random((10, 50)).astype(np.float32)
+    cfg = LearnConfig(rank=3, tol=0, epochs=2)
+    state, be = memory_fit(V, cfg, block=25)
+    from dnmf.learn import VisitParams
+
+    p = VisitParams(1.0, 2, 0.0, 0.0, 0, state.avg)
+    first = visit_block(be, 1, 25, 50, state.W, 2, None, False, p)
+    written = be.H[1].copy()  # type: ignore[union-attr]
+    again = visit_block(be, 1, 25, 50, state.W, 2, None, False, p)
+    assert first[0].tobytes() == again[0].tobytes() and first[2] == again[2]
+    assert be.H[1].tobytes() == written.tobytes()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("init", ["nndsvda", "kmeans"])
+def test_sample_inits(init: str) -> None:
+    V = (np.random.default_rng(5).random((30, 300)) ** 3).astype(np.float32)
+    cfg = LearnConfig(rank=6, init=init, epochs=10, tol=0, sample_frames=100)
+    state, _ = memory_fit(V, cfg)
+    assert state.W.shape == (30, 6) and (state.W >= 0).all() and np.isfinite(state.losses).all()
+    assert state.losses[-1] < state.losses[0]
+
+
+# -- on a real cluster, from a corpus store ------------------------------------------------
+def write_corpus(path: Path, V: np.ndarray, chunk_frames: int) -> Path:
+    """A corpus store holding V directly (no audio), as ingest would lay it out."""
+    cfg = FeatureConfig(n_fft=2 * (V.shape[0] - 1), hop_length=16)
+    store = CorpusStore.create(path, cfg, chunk_frames=chunk_frames, source="synthetic")
+    store.resize_frames(V.shape[1])
+    store.V[:] = V
+    from dnmf.corpus import FileRecord
+
+    store.commit([FileRecord("x.wav", "h", 0, V.shape[1])], V.shape[1], {"synthetic": True})
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(6)
+    V = (rng.random((33, 4)) @ rng.random((4, 700)) + 0.01).astype(np.float32)
+    return write_corpus(tmp_path / "corpus.zarr", V, chunk_frames=100)
+
+
+def test_cluster_equals_memory_bitwise_for_1_2_3_workers(
+    corpus: Path, tmp_path: Path, cluster_client
+) -> None:
+    from dnmf.cluster import connect
+
+    cfg = LearnConfig(rank=4, epochs=6, batch_chunks=3, n_inner=2, tol=0, seed=3)
+    V = CorpusStore.open(corpus).V[:]
+    mem, _ = memory_fit(V, cfg, block=100)
+    two = learn_corpus(corpus, tmp_path / "two.zarr", config=cfg, client=cluster_client)
+    with connect(workers=1, processes=False) as c1:
+        learn_corpus(corpus, tmp_path / "one.zarr", config=cfg, client=c1)
+    with connect(workers=3, processes=False) as c3:
+        learn_corpus(corpus, tmp_path / "three.zarr", config=cfg, client=c3)
+    Ws = [ModelStore.open(tmp_path / f"{n}.zarr").W for n in ("one", "two", "three")]
+    assert all(W.tobytes() == mem.W.tobytes() for W in Ws)
+    assert two.losses == mem.losses and two.epochs == 6
+
+
+def test_resume_ends_bitwise_where_an_uninterrupted_run_ends(
+    corpus: Path, tmp_path: Path, cluster_client
+) -> None:
+    cfg = LearnConfig(rank=4, epochs=5, batch_chunks=2, n_inner=2, tol=0, checkpoint_every=3)
+    whole = learn_corpus(corpus, tmp_path / "whole.zarr", config=cfg, client=cluster_client)
+    part = learn_corpus(
+        corpus, tmp_path / "cut.zarr", config=cfg, client=cluster_client, stop_after_steps=11
+    )
+    assert part.steps == 11 and ModelStore.open(tmp_path / "cut.zarr").status == "running"
+    resumed = learn_corpus(
+        corpus, tmp_path / "cut.zarr", config=cfg, resume=True, client=cluster_client
+    )
+    # 4 steps an epoch; checkpoints every 3 steps and at epoch ends: the last is step 9,
+    # so steps 10 and 11 (whose H writes the crash left behind) are done again.
+    assert resumed.resumed_from_step == 9
+    a, b = ModelStore.open(tmp_path / "whole.zarr"), ModelStore.open(tmp_path / "cut.zarr")
+    assert a.W.tobytes() == b.W.tobytes() and b.status == "done"
+    assert resumed.losses == whole.losses
+
+
+def test_model_store_opens_in_xarray(corpus: Path, tmp_path: Path, cluster_client) -> None:
+    import xarray as xr
+
+    learn_corpus(
+        corpus, tmp_path / "m.zarr", config=LearnConfig(rank=3, epochs=3), client=cluster_client
+    )
+    ds = xr.open_zarr(tmp_path / "m.zarr")
+    assert ds.W.dims == ("bin", "component") and ds.W.shape == (33, 3)
+    assert ds.loss.dims == ("epoch",) and ds.sizes["epoch"] == 3
+    assert "frequency" in ds.coords
+    assert ds.attrs["dnmf"]["corpus"]["fingerprint"] == CorpusStore.open(corpus).fingerprint()
+
+
+def test_bad_values_name_chunk_and_frame(tmp_path: Path, cluster_client) -> None:
+    V = np.ones((9, 300), np.float32)
+    V[4, 237] = np.nan
+    store = write_corpus(tmp_path / "bad.zarr", V, chunk_frames=100)
+    with pytest.raises(InvalidDataError, match=r"bin 4, frame 237 of chunk 2"):
+        learn_corpus(store, tmp_path / "m.zarr", config=LearnConfig(rank=2), client=cluster_client)
+    V[4, 237] = -1.0
+    store = write_corpus(tmp_path / "neg.zarr", V, chunk_frames=100)
+    with pytest.raises(InvalidDataError, match="negative"):
+        learn_corpus(store, tmp_path / "m2.zarr", config=LearnConfig(rank=2), client=cluster_client)
+
+
+def test_bad_input_is_refused_and_nothing_overwritten(
+    corpus: Path, tmp_path: Path, cluster_client
+) -> None:
+    with pytest.raises(DnmfUsageError, match="rank=40 is larger than the data allows"):
+        learn_corpus(
+            corpus, tmp_path / "m.zarr", config=LearnConfig(rank=40), client=cluster_client
+        )
+    learn_corpus(
+        corpus, tmp_path / "m.zarr", config=LearnConfig(rank=2, epochs=2), client=cluster_client
+    )
+    before = ModelStore.open(tmp_path / "m.zarr").W
+    with pytest.raises(DnmfUsageError, match="exists; pass --resume"):
+        learn_corpus(corpus, tmp_path / "m.zarr", config=LearnConfig(rank=2, epochs=3))
+    other = write_corpus(tmp_path / "other.zarr", np.ones((33, 50), np.float32), chunk_frames=100)
+    with pytest.raises(StoreMismatchError, match="another corpus"):
+        learn_corpus(other, tmp_path / "m.zarr", config=LearnConfig(rank=2, epochs=3), resume=True)
+    with pytest.raises(StoreMismatchError, match="seed=0"):
+        learn_corpus(corpus, tmp_path / "m.zarr", config=LearnConfig(rank=2, seed=1), resume=True)
+    assert ModelStore.open(tmp_path / "m.zarr").W.tobytes() == before.tobytes()
+    with pytest.raises(StoreFormatError, match="not a corpus store"):
+        learn_corpus(tmp_path / "m.zarr", tmp_path / "m3.zarr", config=LearnConfig(rank=2))
+    zarr.open_group(tmp_path / "plain.zarr", mode="w")
+    with pytest.raises(StoreFormatError, match="not a dnmf store"):
+        learn_corpus(tmp_path / "plain.zarr", tmp_path / "m4.zarr", config=LearnConfig(rank=2))
+    with pytest.raises(DnmfUsageError, match="beta='hellinger'"):
+        LearnConfig.from_options(rank=2, beta="hellinger")
