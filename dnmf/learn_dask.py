@@ -11,6 +11,7 @@ any number of workers, and after a retried task.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     from distributed import Client
 
 __all__ = ["DaskBackend", "ZarrBlockIO", "create_H_buffers"]
+
+
+def _absolute(url: str) -> str:
+    return url if "://" in url else os.path.abspath(url)
 
 
 def _open(url: str, mode: str = "r") -> Any:
@@ -116,6 +121,8 @@ class DaskBackend:
         self, client: Client, V_url: str, H_url: str, *, block_frames: int,
         n_frames: int | None = None,
     ) -> None:  # fmt: skip
+        # Workers may run elsewhere, in another working directory: ship absolute paths.
+        V_url, H_url = _absolute(V_url), _absolute(H_url)
         V = _open(V_url)
         self.client = client
         self.V_url, self.H_url = V_url, H_url

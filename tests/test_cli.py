@@ -121,3 +121,67 @@ def test_demo_runs_twice(tmp_path: Path, on_cluster: str) -> None:
     assert len(json.loads(first.stdout)["ingest"]["added"]) == 3
     second = run("demo", "--folder", folder, "--json", "-q")
     assert json.loads(second.stdout)["ingest"]["nothing_new"] is True
+
+
+def test_learn_from_an_audio_folder_json_and_info(
+    mixed_corpus: Path, tmp_path: Path, on_cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("learn", mixed_corpus, "--rank", "4", "--epochs", "5", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["epochs"] == 5 and len(summary["losses"]) == 5
+    assert summary["ingest"]["added"]  # the folder was ingested first
+    model = tmp_path / "corpus.dnmf" / "model.zarr"
+    assert Path(summary["model"]) == Path("corpus.dnmf/model.zarr") and model.is_dir()
+    info = json.loads(run("info", model, "--json").stdout)
+    assert info["kind"] == "model" and info["rank"] == 4 and info["status"] == "done"
+    assert "status     done" in run("info", model).stdout
+    again = run("learn", "corpus.dnmf/corpus.zarr", "--rank", "4")
+    assert_one_sentence_error(again, 2, "exists", "--resume")
+    more = run(
+        "learn",
+        "corpus.dnmf/corpus.zarr",
+        "--rank",
+        "4",
+        "--epochs",
+        "7",
+        "--resume",
+        "--json",
+        "-q",
+    )
+    assert more.exit_code == 0 and json.loads(more.stdout)["epochs"] == 7
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--rank", "0"], ["rank=0"]),
+        (["--rank", "4", "--beta", "hellinger"], ["beta='hellinger'"]),
+        (["--rank", "4", "--norm", "l3"], ["norm='l3'"]),
+        (["--rank", "4", "--l1-ratio", "2"], ["l1_ratio=2.0"]),
+        (["--rank", "4", "--init", "nowhere.zarr"], ["--init 'nowhere.zarr'"]),
+        (["--rank", "4", "--fixed-components", "a,b"], ["--fixed-components 'a,b'"]),
+        (["--rank", "4", "--fixed-components", "1"], ["fixed_components need a given dictionary"]),
+        (["--rank", "5000"], ["rank=5000 is larger than the data allows"]),
+    ],
+)
+def test_learn_bad_values_exit_2(
+    tmp_path: Path, on_cluster: str, args: list[str], words: list[str]
+) -> None:
+    from tests.test_learn import write_corpus
+
+    import numpy as np
+
+    store = write_corpus(tmp_path / "c.zarr", np.ones((33, 120), np.float32), chunk_frames=100)
+    result = run("learn", store, "-o", tmp_path / "m.zarr", *args)
+    assert_one_sentence_error(result, 2, *words)
+    assert not (tmp_path / "m.zarr").exists()
+
+
+def test_learn_on_a_path_that_is_no_corpus(tmp_path: Path) -> None:
+    assert_one_sentence_error(run("learn", tmp_path / "nope", "--rank", "2"), 2, "does not exist")
+    (tmp_path / "file.wav").write_text("x")
+    assert_one_sentence_error(
+        run("learn", tmp_path / "file.wav", "--rank", "2"), 2, "neither a corpus store"
+    )

@@ -17,11 +17,13 @@ def demo_command(
     ] = Path("dnmf-demo"),
     n_files: Annotated[int, typer.Option(min=1, help="Number of synthetic pieces.")] = 6,
     seconds: Annotated[float, typer.Option(min=1.0, help="Typical length of a piece.")] = 20.0,
+    rank: Annotated[int, typer.Option(min=1, help="Components of the dictionary.")] = 16,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes of the learner.")] = 40,
     workers: WorkersOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Write a small synthetic corpus and run the pipeline on it.
+    """Write a small synthetic corpus, ingest it and learn a dictionary from it.
 
     The corpus (harmonic notes and noise drums at several sample rates and
     channel counts) goes to FOLDER/audio, the corpus store to
@@ -33,19 +35,42 @@ def demo_command(
 
         dnmf demo --folder /tmp/dnmf-demo --n-files 12 --workers 2
     """
+    from dnmf.cluster import connect
     from dnmf.demo import make_corpus
+    from dnmf.learn import LearnConfig
     from pipelines.ingest import ingest
+    from pipelines.learn import learn_corpus
 
     audio = folder / "audio"
     if not audio.exists():
         make_corpus(audio, n_files=n_files, seconds=seconds)
-    result = ingest(audio, folder / "corpus.zarr", workers=workers, progress=not quiet)
-    summary = {"folder": str(folder), "ingest": result.as_dict()}
+    with connect(workers) as client:
+        ingested = ingest(audio, folder / "corpus.zarr", client=client, progress=not quiet)
+        model = folder / "model.zarr"
+        learned = None
+        if not ingested.nothing_new or not (model / "zarr.json").exists():
+            cfg = LearnConfig(rank=rank, beta="kullback-leibler", epochs=epochs, init="nndsvda")
+            learned = learn_corpus(
+                ingested.store, model, config=cfg, overwrite=True, client=client,
+                progress=not quiet,
+            )  # fmt: skip
+    summary = {
+        "folder": str(folder),
+        "ingest": ingested.as_dict(),
+        "learn": learned.as_dict() if learned else None,
+    }
     if json_out:
         print_json(summary)
     elif not quiet:
         typer.echo(
-            f"corpus store {result.store}: {result.files} files; ingested "
-            f"{len(result.added)} now ({result.seconds_added:.0f} s of audio)"
+            f"corpus store {ingested.store}: {ingested.files} files; ingested "
+            f"{len(ingested.added)} now ({ingested.seconds_added:.0f} s of audio)"
         )
-        typer.echo(f"look inside: dnmf info {result.store}")
+        if learned is not None:
+            typer.echo(
+                f"model store {learned.model}: rank {rank}, {learned.epochs} epochs, "
+                f"KL loss {learned.losses[0]:.4g} -> {learned.losses[-1]:.4g}"
+            )
+        else:
+            typer.echo(f"model store {model} is up to date with the corpus")
+        typer.echo(f"look inside: dnmf info {ingested.store}; dnmf info {model}")
