@@ -31,7 +31,7 @@ import zarr
 
 from dnmf.errors import StoreMismatchError
 from dnmf.features import FeatureConfig, frequencies
-from dnmf.store import StorePath, consolidate, open_group, read_meta, write_meta
+from dnmf.store import StorePath, array, consolidate, open_group, read_meta, write_meta
 
 __all__ = ["CorpusStore", "FileRecord", "Status"]
 
@@ -170,7 +170,7 @@ class CorpusStore:
         n = self.n_files
         if n == 0:
             return []
-        cols = {name: self.group[name][:n] for name in COLUMNS}  # type: ignore[index]
+        cols = {name: np.asarray(array(self.group, name)[:n]) for name in COLUMNS}
         return [FileRecord(**{name: _py(cols[name][i]) for name in COLUMNS}) for i in range(n)]
 
     def check_features(self, features: FeatureConfig, chunk_frames: int | None = None) -> None:

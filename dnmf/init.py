@@ -8,6 +8,8 @@ initialisation depends on how many workers there are.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["kmeans_W", "nndsvda_W", "random_H", "random_W", "scale_for"]
@@ -19,7 +21,7 @@ def scale_for(mean: float, rank: int) -> float:
 
 
 def random_W(
-    n_bins: int, rank: int, *, seed: int, avg: float, dtype: type = np.float32
+    n_bins: int, rank: int, *, seed: int, avg: float, dtype: Any = np.float32
 ) -> np.ndarray:
     """``avg * |N(0, 1)|`` of shape (n_bins, rank), drawn as scikit-learn draws its ``H``.
 
@@ -32,7 +34,7 @@ def random_W(
 
 
 def random_H(
-    rank: int, n_frames: int, *, seed: int, block: int, avg: float, dtype: type = np.float32
+    rank: int, n_frames: int, *, seed: int, block: int, avg: float, dtype: Any = np.float32
 ) -> np.ndarray:
     """Activations of one block, ``avg * |N(0, 1)|``, seeded from ``(seed, block)``."""
     rng = np.random.default_rng([seed, block, 0x4E4D46])

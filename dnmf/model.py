@@ -27,7 +27,7 @@ import zarr
 
 from dnmf.errors import StoreMismatchError
 from dnmf.learn import LearnConfig, LearnState
-from dnmf.store import StorePath, consolidate, open_group, read_meta, write_meta
+from dnmf.store import StorePath, array, consolidate, open_group, read_meta, write_meta
 
 if TYPE_CHECKING:
     from dnmf.corpus import CorpusStore
@@ -72,7 +72,7 @@ class ModelStore:
             "frequency", shape=(n_bins,), chunks=(n_bins,), dtype="float64",
             dimension_names=("bin",), attributes={"units": "Hz"},
         )  # fmt: skip
-        freq[:] = corpus.group["frequency"][:]  # type: ignore[index]
+        freq[:] = array(corpus.group, "frequency")[:]
         group.create_array(
             "loss", shape=(0,), chunks=(4096,), dtype="float64", dimension_names=("epoch",),
             attributes={"long_name": f"beta-divergence (beta={cfg.beta:g}) summed over the epoch"},
@@ -171,10 +171,10 @@ class ModelStore:
         ck = self.meta.get("checkpoint")
         if not ck:
             return None
-        g = self.group["state"][f"slot{ck['slot']}"]  # type: ignore[index]
+        g = zarr.open_group(f"{self.path}/state/slot{ck['slot']}", mode="r", zarr_format=3)
 
         def get(name: str) -> np.ndarray:
-            return np.asarray(g[name][:])  # type: ignore[index]
+            return np.asarray(array(g, name)[:])
 
         return LearnState(
             W=get("W"),

@@ -21,7 +21,15 @@ import zarr
 from dnmf._version import __version__
 from dnmf.errors import DnmfPathError, StoreFormatError
 
-__all__ = ["FORMAT_VERSION", "StorePath", "consolidate", "open_group", "read_meta", "write_meta"]
+__all__ = [
+    "FORMAT_VERSION",
+    "StorePath",
+    "array",
+    "consolidate",
+    "open_group",
+    "read_meta",
+    "write_meta",
+]
 
 #: Version of the on-disk layout this dnmf writes and reads.
 FORMAT_VERSION = 1
@@ -66,6 +74,14 @@ def read_meta(group: zarr.Group, kind: str, path: StorePath) -> dict[str, Any]:
 def write_meta(group: zarr.Group, meta: dict[str, Any]) -> None:
     """Replace the ``dnmf`` attrs block (one small JSON write)."""
     group.attrs["dnmf"] = {**meta, "format_version": FORMAT_VERSION, "dnmf_version": __version__}
+
+
+def array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of ``group`` (typed: a group's items may be groups too)."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise StoreFormatError(f"{name!r} in the store is not an array; the store is damaged")
+    return node
 
 
 def consolidate(path: StorePath) -> None:
