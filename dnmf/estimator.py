@@ -378,7 +378,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
                 "init='custom' needs the initial components; pass H of shape "
                 f"({rank}, {X.shape[1]}) to fit"
             )
-        out = []
+        out: list[np.ndarray | None] = []
         for name, A, shape in (("W", W, (X.shape[0], rank)), ("H", H, (rank, X.shape[1]))):
             if A is None:
                 out.append(None)
@@ -708,17 +708,6 @@ class _MemoryRun:
         pass
 
 
-def _loss_task(
-    V_url: str, H_url: str, block: int, start: int, stop: int, W: np.ndarray, buffer: int,
-    scale: np.ndarray | None, seeded: Seeded, beta: float,
-) -> float:  # fmt: skip
-    from dnmf.learn_dask import ZarrBlockIO
-
-    return _block_loss(
-        ZarrBlockIO(V_url, H_url), block, start, stop, W, buffer, scale, seeded, beta
-    )
-
-
 class _DaskRun:
     """The learner on the cluster of ``client``: ``V = X.T`` in a temporary Zarr store.
 
@@ -755,13 +744,27 @@ class _DaskRun:
     def error(
         self, W: np.ndarray, buffer: int, pending: np.ndarray | None, seeded: Seeded, beta: float
     ) -> float:
+        # Tasks of dnmf.learn_dask, dnmf.init and dnmf.kernels only, the arithmetic
+        # of _block_loss: the workers never import this module (nor scikit-learn).
+        from dnmf.learn_dask import ZarrBlockIO
+
         c = self.client
+        io = ZarrBlockIO(self.V_url, self.H_url)
         W_f = c.scatter(W, broadcast=True, hash=False)
+        k = W.shape[1]
         futures = []
         for b, (a, z) in enumerate(self.backend.blocks()):
-            scale = None if pending is None else pending[b]
-            args = (self.V_url, self.H_url, b, a, z, W_f, buffer, scale, seeded, beta)
-            futures.append(c.submit(_loss_task, *args, pure=False))
+            V_b = c.submit(io.read_V, a, z, pure=False)
+            if seeded is not None:
+                seed, avg = seeded
+                kw = {"seed": seed, "block": b, "avg": avg, "dtype": self.backend.dtype}
+                H_b = c.submit(random_H, k, z - a, **kw, pure=False)
+            else:
+                H_b = c.submit(io.read_H, buffer, a, z, pure=False)
+                if pending is not None:
+                    scale = pending[b].astype(self.backend.dtype)[:, None]
+                    H_b = c.submit(np.multiply, H_b, scale, pure=False)
+            futures.append(c.submit(beta_divergence, V_b, W_f, H_b, beta, pure=False))
         leaves = c.gather(futures)
         return loss_to_error(tree_sum(leaves, float.__add__), beta)
 
