@@ -12,4 +12,13 @@ from dnmf._version import __version__
 from dnmf.errors import DnmfError, DnmfUsageError, DnmfWarning
 from dnmf.features import FeatureConfig
 
-__all__ = ["DnmfError", "DnmfUsageError", "DnmfWarning", "FeatureConfig", "__version__"]
+__all__ = ["NMF", "DnmfError", "DnmfUsageError", "DnmfWarning", "FeatureConfig", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    # The estimator pulls in scikit-learn: import it only when asked for.
+    if name == "NMF":
+        from dnmf.estimator import NMF
+
+        return NMF
+    raise AttributeError(f"module 'dnmf' has no attribute {name!r}")

@@ -4,7 +4,7 @@
 ``DNMF_SCHEDULER`` environment variable, or starts a ``LocalCluster`` of
 single-threaded worker processes sized to the machine, listening on
 127.0.0.1 only. Workers run one task at a time and each task pins its BLAS to
-one thread (:func:`single_threaded`), so a chunk's arithmetic is the same on
+one thread (:func:`one_blas_thread`), so a chunk's arithmetic is the same on
 every worker.
 """
 
@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from dnmf.errors import DnmfUsageError
 
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["check_compute_options", "connect", "default_workers", "single_threaded"]
+__all__ = ["check_compute_options", "connect", "default_workers", "one_blas_thread"]
 
 SCHEDULER_ENV = "DNMF_SCHEDULER"
-
-T = TypeVar("T")
 
 
 def default_workers() -> int:
@@ -109,15 +107,18 @@ def connect(
         yield local
 
 
-def single_threaded(fn: Callable[..., T]) -> Callable[..., T]:
-    """Run ``fn`` with BLAS and OpenMP limited to one thread (a chunk task's arithmetic)."""
-    from functools import wraps
+_controller: Any = None
 
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=1):
-            return fn(*args, **kwargs)
+def one_blas_thread() -> Any:
+    """A context in which BLAS and OpenMP use one thread: a chunk task's arithmetic.
 
-    return wrapper
+    The pools are inspected once per process (threadpoolctl's inspection is
+    slow next to a small task) and limited each time.
+    """
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1)

@@ -321,9 +321,9 @@ class MemoryBackend:
                     a, z = ranges[b]
                     self.write_H(0, a, z, self.H_init[:, a:z].astype(self.dtype))
             fresh = set()
-        from threadpoolctl import threadpool_limits
+        from dnmf.cluster import one_blas_thread
 
-        with threadpool_limits(limits=1):  # as on a worker: the same arithmetic
+        with one_blas_thread():  # as on a worker: the same arithmetic
             leaves = [
                 visit_block(self, b, *ranges[b], W, epoch, scales.get(b), b in fresh, p)
                 for b in blocks

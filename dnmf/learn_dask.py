@@ -79,9 +79,9 @@ def _visit_task(
     V_url: str, H_url: str, block: int, start: int, stop: int, W: np.ndarray, epoch: int,
     scale: np.ndarray | None, fresh: bool, p: VisitParams,
 ) -> Stats:  # fmt: skip
-    from threadpoolctl import threadpool_limits
+    from dnmf.cluster import one_blas_thread
 
-    with threadpool_limits(limits=1):
+    with one_blas_thread():
         return visit_block(ZarrBlockIO(V_url, H_url), block, start, stop, W, epoch, scale, fresh, p)
 
 

@@ -179,9 +179,8 @@ def _ingest_chunk(
     store: str, task: ChunkTask, sources: dict[int, _Source], features: dict[str, Any]
 ) -> tuple[int, int]:
     """Compute and write one chunk task; returns (chunk, frames written)."""
-    from threadpoolctl import threadpool_limits
-
     from dnmf.audio import decoder
+    from dnmf.cluster import one_blas_thread
     from dnmf.corpus import write_frames
     from dnmf.features import SignalReader, block_frames
 
@@ -190,7 +189,7 @@ def _ingest_chunk(
     V = np.empty((cfg.n_bins, n), dtype=np.float32)
     times = np.empty(n, dtype=np.float64)
     rows = np.empty(n, dtype=np.int32)
-    with threadpool_limits(limits=1):
+    with one_blas_thread():
         for seg in task.segments:
             src = sources[seg.row]
             reader = SignalReader(decoder(src.path), src.n_samples, src.samplerate, cfg)
