@@ -169,9 +169,9 @@ def test_learn_from_an_audio_folder_json_and_info(
 def test_learn_bad_values_exit_2(
     tmp_path: Path, on_cluster: str, args: list[str], words: list[str]
 ) -> None:
-    from tests.test_learn import write_corpus
-
     import numpy as np
+
+    from tests.test_learn import write_corpus
 
     store = write_corpus(tmp_path / "c.zarr", np.ones((33, 120), np.float32), chunk_frames=100)
     result = run("learn", store, "-o", tmp_path / "m.zarr", *args)

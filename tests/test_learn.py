@@ -54,7 +54,7 @@ def test_loss_never_rises_in_full_batch(beta: float, norm: str | None) -> None:
     V = (np.random.default_rng(1).random((30, 200)) ** 2).astype(np.float32)
     V[:, 5] = 0.0  # a silent frame
     cfg = LearnConfig(rank=4, beta=beta, epochs=40, norm=norm, tol=0)
-    state, be = memory_fit(V, cfg)
+    state, _ = memory_fit(V, cfg)
     losses = np.array(state.losses)
     assert (np.diff(losses) <= 1e-5 * losses[0]).all(), losses
     assert state.W.dtype == np.float32 and (state.W >= 0).all()
