@@ -12,7 +12,18 @@ from dnmf._version import __version__
 from dnmf.errors import DnmfError, DnmfUsageError, DnmfWarning
 from dnmf.features import FeatureConfig
 
-__all__ = ["NMF", "DnmfError", "DnmfUsageError", "DnmfWarning", "FeatureConfig", "__version__"]
+__all__ = [
+    "NMF",
+    "DnmfError",
+    "DnmfUsageError",
+    "DnmfWarning",
+    "FeatureConfig",
+    "__version__",
+    "file_frames",
+    "open_activations",
+    "open_corpus",
+    "open_model",
+]
 
 
 def __getattr__(name: str) -> object:
@@ -21,4 +32,8 @@ def __getattr__(name: str) -> object:
         from dnmf.estimator import NMF
 
         return NMF
+    if name in ("open_corpus", "open_model", "open_activations", "file_frames"):
+        from dnmf import api  # xarray is imported only when asked for
+
+        return getattr(api, name)
     raise AttributeError(f"module 'dnmf' has no attribute {name!r}")

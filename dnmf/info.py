@@ -24,9 +24,29 @@ def describe(path: StorePath) -> dict[str, Any]:
         from dnmf.model import ModelStore
 
         return _describe_model(ModelStore.open(path))
+    if kind == "activations":
+        return _describe_activations(path, dict(meta))  # type: ignore[arg-type]
     raise StoreFormatError(
-        f"{str(path)!r} is not a dnmf store; pass a store written by dnmf ingest or dnmf learn"
+        f"{str(path)!r} is not a dnmf store; pass a store written by dnmf ingest, learn or export"
     )
+
+
+def _describe_activations(path: StorePath, meta: dict[str, Any]) -> dict[str, Any]:
+    from dnmf.store import array
+
+    group = open_group(path)
+    return {
+        "store": str(path),
+        "kind": "activations",
+        "format_version": meta["format_version"],
+        "dnmf_version": meta["dnmf_version"],
+        "model": meta.get("model"),
+        "corpus": meta.get("corpus"),
+        "components": int(array(group, "H").shape[0]),
+        "frames": int(meta.get("n_frames", 0)),
+        "files": int(array(group, "file").shape[0]),
+        "settings": meta.get("settings"),
+    }
 
 
 def _describe_model(model: Any) -> dict[str, Any]:

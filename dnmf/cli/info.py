@@ -51,6 +51,12 @@ def _print(s: dict[str, Any]) -> None:
         for name in ("changed", "removed"):
             for path in s[name]:
                 echo(f"  {name:<10} {path}")
+    elif s["kind"] == "activations":
+        echo(
+            f"  activations H ({s['components']} components x {s['frames']} frames, {s['files']} files)"
+        )
+        echo(f"  model      {s['model']}")
+        echo(f"  corpus     {s['corpus']}")
     elif s["kind"] == "model":
         c = s["config"]
         loss = f"{s['loss']:.6g}" if s["loss"] is not None else "-"

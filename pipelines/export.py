@@ -1,0 +1,269 @@
+"""The export stage: the activations of every corpus frame under a learned dictionary.
+
+plan     compare the activations store's attrs with the model and corpus: a new
+         dictionary means everything, appended corpus files mean the chunks
+         from the old end on, nothing new means nothing (pure).
+setup    create the store (or resize it) with ``H`` chunked like the corpus ``V``.
+run      one task per corpus chunk solves its activations with ``W`` fixed
+         and writes that chunk of ``H``, ``time`` and ``file_index`` whole.
+commit   the file table and the attrs (model and corpus fingerprints, extent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+
+from dnmf.cluster import check_compute_options
+from dnmf.corpus import CorpusStore, FileRecord
+from dnmf.errors import StoreMismatchError
+from dnmf.model import ModelStore
+from dnmf.store import array, consolidate, open_group, read_meta, write_meta
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["ExportResult", "export", "plan_export", "solve_activations"]
+
+KIND = "activations"
+TABLE = ("file", "first_frame", "n_frames", "status")
+
+
+def solve_activations(
+    V: np.ndarray, W: np.ndarray, *, beta: float, n_iter: int, tol: float, check_every: int = 10
+) -> tuple[np.ndarray, float, int]:
+    """Activations of ``V`` with ``W`` fixed: multiplicative updates from ``avg * ones``.
+
+    scikit-learn's ``NMF.transform`` start and stopping rule: stop when the loss
+    fell by less than ``tol`` (relative to the first loss) over the last
+    ``check_every`` iterations, or after ``n_iter``. Returns (H, loss, iterations).
+    """
+    from dnmf.kernels import beta_divergence, update_H
+
+    k = W.shape[1]
+    avg = np.sqrt(max(float(V.mean(dtype=np.float64)), 0.0) / k)
+    H = np.full((k, V.shape[1]), avg, dtype=V.dtype)
+    first = previous = beta_divergence(V, W, H, beta)
+    done = 0
+    while done < n_iter:
+        step = min(check_every, n_iter - done)
+        H = update_H(V, W, H, beta=beta, n_iter=step)
+        done += step
+        loss = beta_divergence(V, W, H, beta)
+        if tol > 0 and first > 0 and (previous - loss) / first < tol:
+            break
+        previous = loss
+    return H, float(beta_divergence(V, W, H, beta)), done
+
+
+def _export_chunk(
+    corpus: str, store: str, start: int, stop: int, W: np.ndarray, beta: float, n_iter: int,
+    tol: float,
+) -> tuple[int, float, int]:  # fmt: skip
+    from dnmf.cluster import one_blas_thread
+
+    src = zarr.open_group(corpus, mode="r", zarr_format=3, use_consolidated=False)
+    V = np.asarray(array(src, "V")[:, start:stop])
+    W = np.array(W, order="C", copy=True)  # aligned, as in the learner's tasks
+    with one_blas_thread():
+        H, loss, iters = solve_activations(V, W, beta=beta, n_iter=n_iter, tol=tol)
+    dst = zarr.open_group(store, mode="r+", zarr_format=3, use_consolidated=False)
+    array(dst, "H")[:, start:stop] = H
+    array(dst, "time")[start:stop] = array(src, "time")[start:stop]
+    array(dst, "file_index")[start:stop] = array(src, "file_index")[start:stop]
+    return start, loss, iters
+
+
+def dictionary_fingerprint(W: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(W).tobytes(), digest_size=16).hexdigest()
+
+
+def plan_export(
+    meta: dict[str, Any] | None, *, model_fp: str, settings: dict[str, Any], corpus_frames: int,
+    chunk_frames: int,
+) -> tuple[int, str]:  # fmt: skip
+    """First frame to export and why (pure). ``corpus_frames`` means nothing to do."""
+    if meta is None:
+        return 0, "new store"
+    if meta.get("model_fingerprint") != model_fp:
+        return 0, "the dictionary changed"
+    if meta.get("settings") != settings:
+        return 0, "the solver settings changed"
+    done = int(meta.get("n_frames", 0))
+    if done >= corpus_frames:
+        return corpus_frames, "nothing new"
+    return (done // chunk_frames) * chunk_frames, "new corpus frames"
+
+
+@dataclass
+class ExportResult:
+    store: str
+    model: str
+    corpus: str
+    reason: str = ""
+    frames_exported: int = 0
+    chunks: int = 0
+    loss: float = 0.0
+    wall_seconds: float = 0.0
+    nothing_new: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def export(
+    model_path: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    n_iter: int = 200,
+    tol: float = 1e-4,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client: Client | None = None,
+    progress: bool = False,
+) -> ExportResult:
+    """Solve and store the activations of every frame of the model's corpus.
+
+    Parameters
+    ----------
+    model_path : path
+        A model store written by ``dnmf learn``.
+    output : path, optional
+        The activations store (default: ``activations.zarr`` beside the model).
+    n_iter, tol :
+        Multiplicative updates per chunk and the stopping tolerance.
+
+    Returns
+    -------
+    ExportResult
+    """
+    from dnmf.errors import DnmfUsageError
+
+    check_compute_options(workers, scheduler)
+    if n_iter < 1:
+        raise DnmfUsageError(f"iter={n_iter} must be at least 1")
+    if tol < 0:
+        raise DnmfUsageError(f"tol={tol} must not be negative")
+    t0 = time.perf_counter()
+    model = ModelStore.open(model_path)
+    corpus_path = model.meta["corpus"]["path"]
+    try:
+        corpus = CorpusStore.open(corpus_path)
+    except FileNotFoundError:
+        raise StoreMismatchError(
+            f"the corpus {corpus_path!r} of model {str(model_path)!r} is gone; "
+            "move it back or learn the model again"
+        ) from None
+    if corpus.meta["features"] != model.meta["corpus"]["features"]:
+        raise StoreMismatchError(
+            f"corpus {corpus_path!r} now has other feature settings than model "
+            f"{str(model_path)!r} was learned on; learn the model again"
+        )
+    store = Path(output) if output is not None else Path(model_path).parent / "activations.zarr"
+    W = model.W
+    beta = model.config.beta
+    settings = {"iter": n_iter, "tol": tol}
+    model_fp = dictionary_fingerprint(W)
+    meta = None
+    if (store / "zarr.json").exists():
+        meta = read_meta(open_group(store), KIND, store)
+    start, reason = plan_export(
+        meta, model_fp=model_fp, settings=settings, corpus_frames=corpus.n_frames,
+        chunk_frames=corpus.chunk_frames,
+    )  # fmt: skip
+    result = ExportResult(str(store), str(model_path), corpus_path, reason=reason)
+    if start >= corpus.n_frames:
+        result.nothing_new = True
+        result.wall_seconds = time.perf_counter() - t0
+        return result
+    rank = W.shape[1]
+    if start == 0:
+        _create(store, corpus, rank)
+    group = zarr.open_group(str(store), mode="r+", zarr_format=3, use_consolidated=False)
+    for name in ("time", "file_index"):
+        array(group, name).resize((corpus.n_frames,))
+    array(group, "H").resize((rank, corpus.n_frames))
+    starts = list(range(start, corpus.n_frames, corpus.chunk_frames))
+
+    from dnmf.cluster import connect
+    from dnmf.progress import reporter
+
+    with connect(workers, scheduler, client=client) as c:
+        W_f = c.scatter(W, broadcast=True, hash=False)
+        src, dst = str(Path(corpus_path).resolve()), str(store.resolve())
+        futures = [
+            c.submit(
+                _export_chunk, src, dst, a, min(a + corpus.chunk_frames, corpus.n_frames), W_f,
+                beta, n_iter, tol, key=f"dnmf-export-{model_fp[:8]}-{a}", retries=2,
+            )
+            for a in starts
+        ]  # fmt: skip
+        from distributed import as_completed
+
+        with reporter("export", len(starts), enabled=progress, fields="chunks") as bar:
+            for fut in as_completed(futures):
+                _, loss, _ = fut.result()
+                result.loss += loss
+                bar.update(advance=1)
+    files = corpus.files()
+    for name in TABLE:
+        arr = array(group, name)
+        arr.resize((len(files),))
+        if files:
+            arr[:] = np.array([getattr(r, name) for r in files], dtype=FileRecord.DTYPES[name])
+    write_meta(
+        group,
+        {
+            "kind": KIND,
+            "model": str(Path(model_path).resolve()),
+            "model_fingerprint": model_fp,
+            "corpus": str(Path(corpus_path).resolve()),
+            "corpus_fingerprint": corpus.fingerprint(),
+            "beta": beta,
+            "settings": settings,
+            "n_frames": corpus.n_frames,
+            "chunk_frames": corpus.chunk_frames,
+        },
+    )
+    consolidate(store)
+    result.frames_exported = corpus.n_frames - start
+    result.chunks = len(starts)
+    result.wall_seconds = time.perf_counter() - t0
+    return result
+
+
+def _create(store: Path, corpus: CorpusStore, rank: int) -> None:
+    store.parent.mkdir(parents=True, exist_ok=True)
+    g = zarr.open_group(str(store), mode="w", zarr_format=3)
+    cf = corpus.chunk_frames
+    g.create_array(
+        "H", shape=(rank, 0), chunks=(rank, cf), dtype="float32",
+        dimension_names=("component", "frame"), compressors=None, fill_value=0.0,
+        attributes={"coordinates": "time file_index", "long_name": "activations"},
+    )  # fmt: skip
+    g.create_array(
+        "time", shape=(0,), chunks=(cf,), dtype="float64", dimension_names=("frame",),
+        attributes={"units": "s", "long_name": "time within file"},
+    )  # fmt: skip
+    g.create_array(
+        "file_index", shape=(0,), chunks=(cf,), dtype="int32", dimension_names=("frame",),
+        fill_value=-1,
+    )  # fmt: skip
+    for name, dtype in (
+        ("file", str),
+        ("first_frame", "int64"),
+        ("n_frames", "int64"),
+        ("status", str),
+    ):
+        g.create_array(
+            name, shape=(0,), chunks=(65536,), dtype=dtype, dimension_names=("file",),
+            fill_value="" if dtype is str else 0,
+        )  # fmt: skip
+    write_meta(g, {"kind": KIND, "n_frames": 0})
