@@ -53,7 +53,8 @@ def _print(s: dict[str, Any]) -> None:
                 echo(f"  {name:<10} {path}")
     elif s["kind"] == "activations":
         echo(
-            f"  activations H ({s['components']} components x {s['frames']} frames, {s['files']} files)"
+            f"  activations H ({s['components']} components x {s['frames']} frames, "
+            f"{s['files']} files)"
         )
         echo(f"  model      {s['model']}")
         echo(f"  corpus     {s['corpus']}")
