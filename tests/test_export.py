@@ -91,3 +91,17 @@ def test_export_bad_input(tmp_path: Path, learned: tuple[Path, Path]) -> None:
         export(store)
     with pytest.raises(dnmf.DnmfUsageError, match="iter=0"):
         export(model, n_iter=0)
+
+
+def test_plots_are_written(learned: tuple[Path, Path], tmp_path: Path, cluster_client) -> None:
+    from PIL import Image
+
+    from dnmf.plot import plot_store
+
+    _, model = learned
+    export(model, client=cluster_client, n_iter=20)
+    paths = plot_store(model, tmp_path / "plots", file="sub/b.flac")
+    assert [p.name for p in paths] == ["dictionary.png", "loss.png", "activations.png"]
+    for p in paths:
+        with Image.open(p) as im:
+            assert im.size[0] > 300 and len(set(im.convert("L").getdata())) > 10  # not blank
