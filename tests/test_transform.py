@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import librosa
 import numpy as np
@@ -49,7 +50,7 @@ def high_source(n: int, sr: int, seed: int = 0) -> np.ndarray:
 
 
 def build_model(
-    root: Path, client: object, *, features: FeatureConfig = FEATURES, rank: int = 2
+    root: Path, client: Any, *, features: FeatureConfig = FEATURES, rank: int = 2
 ) -> Path:
     """Ingest a two-file corpus (a low tone, a high noise band) and learn a dictionary."""
     from pipelines.ingest import ingest
@@ -149,6 +150,13 @@ def test_store_opens_with_xarray_and_selects_one_file(
     assert (ds.file_index[first : first + n].values == 1).all()
     np.testing.assert_allclose(ds.time[first : first + n].values, info.times)
     assert ds.H.where((ds.file_index == 0).compute(), drop=True).sizes["frame"] == first
+
+    import dnmf  # the analysis API reads it as it reads an exported store
+    from dnmf.info import describe
+
+    one = dnmf.file_frames(dnmf.open_activations(store), names[1])
+    np.testing.assert_array_equal(one.H.values, H)
+    assert describe(store)["frames"] == result.n_frames
 
     g = zarr.open_group(store, mode="r")
     assert g["H"].metadata.dimension_names == ("component", "frame")  # type: ignore[union-attr]

@@ -17,7 +17,9 @@ def separate_command(
     audio: Annotated[Path, typer.Argument(help="The audio file to separate (the mixture).")],
     output: Annotated[
         Path,
-        typer.Option("-o", "--output", help="Folder for the WAVs, named <stem>_<source>.wav."),
+        typer.Option(
+            "-o", "--output", help="Folder for the WAVs, one per source, named like mix_drums.wav."
+        ),
     ],
     components: Annotated[
         str | None,
