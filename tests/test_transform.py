@@ -151,10 +151,11 @@ def test_store_opens_with_xarray_and_selects_one_file(
     np.testing.assert_allclose(ds.time[first : first + n].values, info.times)
     assert ds.H.where((ds.file_index == 0).compute(), drop=True).sizes["frame"] == first
 
-    import dnmf  # the analysis API reads it as it reads an exported store
+    # The analysis API reads it as it reads an exported store.
+    from dnmf.api import file_frames, open_activations
     from dnmf.info import describe
 
-    one = dnmf.file_frames(dnmf.open_activations(store), names[1])
+    one = file_frames(open_activations(store), names[1])
     np.testing.assert_array_equal(one.H.values, H)
     assert describe(store)["frames"] == result.n_frames
 
