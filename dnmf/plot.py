@@ -46,12 +46,13 @@ def plot_store(
     from dnmf import api
     from dnmf.store import open_group
 
-    meta = open_group(store).attrs.get("dnmf") or {}
-    kind = meta.get("kind") if isinstance(meta, dict) else None
+    found = open_group(store).attrs.get("dnmf")
+    meta: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+    kind = meta.get("kind")
     if kind == "model":
         model_path, acts_path = Path(store), Path(store).parent / "activations.zarr"
     elif kind == "activations":
-        model_path, acts_path = Path(meta["model"]), Path(store)
+        model_path, acts_path = Path(str(meta["model"])), Path(store)
     else:
         raise DnmfUsageError(
             f"{str(store)!r} is neither a model nor an activations store; pass one"

@@ -11,7 +11,6 @@ commit   the file table and the attrs (model and corpus fingerprints, extent).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -26,41 +25,15 @@ from dnmf.corpus import CorpusStore, FileRecord
 from dnmf.errors import StoreMismatchError
 from dnmf.model import ModelStore
 from dnmf.store import array, consolidate, open_group, read_meta, write_meta
+from dnmf.transform import dictionary_fingerprint, solve_activations
 
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["ExportResult", "export", "plan_export", "solve_activations"]
+__all__ = ["ExportResult", "export", "plan_export"]
 
 KIND = "activations"
 TABLE = ("file", "first_frame", "n_frames", "status")
-
-
-def solve_activations(
-    V: np.ndarray, W: np.ndarray, *, beta: float, n_iter: int, tol: float, check_every: int = 10
-) -> tuple[np.ndarray, float, int]:
-    """Activations of ``V`` with ``W`` fixed: multiplicative updates from ``avg * ones``.
-
-    scikit-learn's ``NMF.transform`` start and stopping rule: stop when the loss
-    fell by less than ``tol`` (relative to the first loss) over the last
-    ``check_every`` iterations, or after ``n_iter``. Returns (H, loss, iterations).
-    """
-    from dnmf.kernels import beta_divergence, update_H
-
-    k = W.shape[1]
-    avg = np.sqrt(max(float(V.mean(dtype=np.float64)), 0.0) / k)
-    H = np.full((k, V.shape[1]), avg, dtype=V.dtype)
-    first = previous = beta_divergence(V, W, H, beta)
-    done = 0
-    while done < n_iter:
-        step = min(check_every, n_iter - done)
-        H = update_H(V, W, H, beta=beta, n_iter=step)
-        done += step
-        loss = beta_divergence(V, W, H, beta)
-        if tol > 0 and first > 0 and (previous - loss) / first < tol:
-            break
-        previous = loss
-    return H, float(beta_divergence(V, W, H, beta)), done
 
 
 def _export_chunk(
@@ -79,10 +52,6 @@ def _export_chunk(
     array(dst, "time")[start:stop] = array(src, "time")[start:stop]
     array(dst, "file_index")[start:stop] = array(src, "file_index")[start:stop]
     return start, loss, iters
-
-
-def dictionary_fingerprint(W: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(W).tobytes(), digest_size=16).hexdigest()
 
 
 def plan_export(

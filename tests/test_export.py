@@ -9,7 +9,8 @@ import pytest
 
 import dnmf
 from dnmf.learn import LearnConfig
-from pipelines.export import export, plan_export, solve_activations
+from dnmf.transform import solve_activations
+from pipelines.export import export, plan_export
 from pipelines.ingest import ingest
 from pipelines.learn import learn_corpus
 from tests.conftest import tone, write
@@ -41,7 +42,7 @@ def test_export_is_aligned_and_selects_files(learned: tuple[Path, Path], cluster
         # The same frames as a direct solve on that file's own V (frames are independent given W).
         H_direct, _, _ = solve_activations(V1, W, beta=1.0, n_iter=60, tol=1e-4)
         assert np.linalg.norm(W @ one.H.values - V1) <= 1.05 * np.linalg.norm(W @ H_direct - V1)
-    with pytest.raises(dnmf.DnmfUsageError, match="'nope.wav' is not in this store"):
+    with pytest.raises(dnmf.DnmfUsageError, match=r"'nope\.wav' is not in this store"):
         acts.dnmf.file("nope.wav")
 
 
@@ -104,4 +105,5 @@ def test_plots_are_written(learned: tuple[Path, Path], tmp_path: Path, cluster_c
     assert [p.name for p in paths] == ["dictionary.png", "loss.png", "activations.png"]
     for p in paths:
         with Image.open(p) as im:
-            assert im.size[0] > 300 and len(np.unique(np.asarray(im.convert("L")))) > 10  # not blank
+            grey = np.asarray(im.convert("L"))
+            assert im.size[0] > 300 and len(np.unique(grey)) > 10  # not blank

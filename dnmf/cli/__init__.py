@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dnmf.cli import demo, export, info, ingest, learn, plot
+from dnmf.cli import demo, export, info, ingest, learn, plot, separate, transform
 
 app = typer.Typer(
     name="dnmf",
@@ -19,6 +19,8 @@ app = typer.Typer(
 app.command("ingest")(ingest.ingest_command)
 app.command("learn")(learn.learn_command)
 app.command("export")(export.export_command)
+app.command("transform")(transform.transform_command)
+app.command("separate")(separate.separate_command)
 app.command("plot")(plot.plot_command)
 app.command("info")(info.info_command)
 app.command("demo")(demo.demo_command)
