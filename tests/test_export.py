@@ -9,7 +9,7 @@ import pytest
 
 import dnmf
 from dnmf.learn import LearnConfig
-from dnmf.transform import solve_activations
+from dnmf.transform import activations_for_file, solve_activations
 from pipelines.export import export, plan_export
 from pipelines.ingest import ingest
 from pipelines.learn import learn_corpus
@@ -44,6 +44,20 @@ def test_export_is_aligned_and_selects_files(learned: tuple[Path, Path], cluster
         assert np.linalg.norm(W @ one.H.values - V1) <= 1.05 * np.linalg.norm(W @ H_direct - V1)
     with pytest.raises(dnmf.DnmfUsageError, match=r"'nope\.wav' is not in this store"):
         acts.dnmf.file("nope.wav")
+
+
+def test_transform_of_a_corpus_file_equals_its_exported_activations(
+    learned: tuple[Path, Path], mixed_corpus: Path, cluster_client
+) -> None:
+    # A fixed number of updates (tol=0) makes the solve independent of how frames are
+    # grouped, so the export (per corpus chunk) and transform (per file block) agree.
+    _, model = learned
+    acts = dnmf.open_activations(export(model, client=cluster_client, n_iter=50, tol=0).store)
+    for name in ("a.wav", "sub/b.flac"):
+        H, info = activations_for_file(model, mixed_corpus / name, n_iter=50, tol=0)
+        exported = acts.dnmf.file(name).H.values
+        assert H.shape == exported.shape and info.n_frames == exported.shape[1]
+        np.testing.assert_allclose(H, exported, rtol=1e-4, atol=1e-5 * float(exported.max()))
 
 
 def test_rerun_exports_only_new_frames(
