@@ -261,4 +261,4 @@ def block_frames(reader: SignalReader, f0: int, f1: int) -> np.ndarray:
         np.power(S, cfg.power, out=S)
     if cfg.features == "mel":
         S = _mel_basis(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax) @ S
-    return np.ascontiguousarray(S, dtype=np.float32)
+    return S.astype(np.float32, copy=False)  # Fortran order from librosa; callers copy it

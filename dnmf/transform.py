@@ -387,7 +387,7 @@ def _file_blocks(
     _, reader, n_frames = opened
 
     def frames(a: int, b: int) -> np.ndarray:
-        return block_frames(reader, a, b)
+        return np.ascontiguousarray(block_frames(reader, a, b))
 
     return solve_in_blocks(frames, n_frames, d, n_iter=n_iter, tol=tol, block=block)
 
