@@ -134,10 +134,10 @@ def warm_up() -> None:
     import numpy as np
     import soxr
     import zarr  # noqa: F401
-
-    import dnmf.features  # noqa: F401
-    import dnmf.kernels  # noqa: F401
     from librosa import stft
+
+    import dnmf.features
+    import dnmf.kernels  # noqa: F401
 
     y = np.zeros(4096, dtype=np.float32)
     stft(y, n_fft=1024)
