@@ -458,13 +458,25 @@ def update_H(
             W.T @ V, W.T @ W, H, n_iter=n_iter, l1_reg=l1_reg, l2_reg=l2_reg, exponent=exponent
         )
         return H
+    from dnmf import _fused
+
     W_sum = W.sum(axis=0)[:, np.newaxis] if beta == 1 else None
     for _ in range(n_iter):
         L = W @ H
+        fused = _fused.fits(V, L)
         if W_sum is not None:
-            np.maximum(L, EPSILON, out=L)
-            np.divide(V, L, out=L)
+            if fused:
+                _fused.kl_ratio(V, L)
+            else:
+                np.maximum(L, EPSILON, out=L)
+                np.divide(V, L, out=L)
             num, den = W.T @ L, W_sum.copy()
+        elif beta == 0 and fused:
+            T = np.empty_like(L)
+            _fused.is_factors(V, L, T)
+            den = W.T @ T
+            del T
+            num = W.T @ L
         else:
             f = _general_factors(V, L, beta, want_loss=False)
             den = W.T @ f.T
@@ -596,8 +608,25 @@ def chunk_stats(
 
     if n > 0:
         H = update_H(V, W, H, beta=beta, n_iter=n, l1_reg=l1_reg_H, l2_reg=l2_reg_H)
-    keep = V > EPSILON
     L = W @ H
+    from dnmf import _fused
+
+    if _fused.fits(V, L) and beta in (0.0, 1.0):
+        if beta == 1:
+            _fused.kl_ratio(V, L)  # L is now V / Λ
+            num = L @ H.T
+            den = H.sum(axis=1)
+            data, v_sum = _fused.kl_loss_terms(V, L)
+            fit = float(W.sum(axis=0, dtype=np.float64) @ den.astype(np.float64))
+            return ChunkStats(H=H, num=num, den=den, loss=data + fit - v_sum)
+        T = np.empty_like(L)
+        _fused.is_factors(V, L, T)  # T = 1/Λ, L = V/Λ²
+        den = T @ H.T
+        num = L @ H.T
+        del L
+        s_ratio, s_log = _fused.is_loss_terms(V, T)
+        return ChunkStats(H=H, num=num, den=den, loss=s_ratio - float(V.size) - s_log)
+    keep = V > EPSILON
     if beta == 1:
         np.maximum(L, EPSILON, out=L)
         np.divide(V, L, out=L)  # V / Λ
