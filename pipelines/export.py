@@ -56,12 +56,16 @@ def _export_chunk(
 
 def plan_export(
     meta: dict[str, Any] | None, *, model_fp: str, settings: dict[str, Any], corpus_frames: int,
-    chunk_frames: int,
+    chunk_frames: int, keep_existing: bool = False,
 ) -> tuple[int, str]:  # fmt: skip
-    """First frame to export and why (pure). ``corpus_frames`` means nothing to do."""
+    """First frame to export and why (pure). ``corpus_frames`` means nothing to do.
+
+    ``keep_existing`` keeps the frames already exported although the dictionary
+    changed (``dnmf run`` decides that a refined dictionary moved too little).
+    """
     if meta is None:
         return 0, "new store"
-    if meta.get("model_fingerprint") != model_fp:
+    if meta.get("model_fingerprint") != model_fp and not keep_existing:
         return 0, "the dictionary changed"
     if meta.get("settings") != settings:
         return 0, "the solver settings changed"
@@ -97,6 +101,7 @@ def export(
     scheduler: str | None = None,
     client: Client | None = None,
     progress: bool = False,
+    keep_existing: bool = False,
 ) -> ExportResult:
     """Solve and store the activations of every frame of the model's corpus.
 
@@ -108,6 +113,8 @@ def export(
         The activations store (default: ``activations.zarr`` beside the model).
     n_iter, tol :
         Multiplicative updates per chunk and the stopping tolerance.
+    keep_existing : bool
+        Export only frames not exported yet even if the dictionary changed.
 
     Returns
     -------
@@ -145,7 +152,7 @@ def export(
         meta = read_meta(open_group(store), KIND, store)
     start, reason = plan_export(
         meta, model_fp=model_fp, settings=settings, corpus_frames=corpus.n_frames,
-        chunk_frames=corpus.chunk_frames,
+        chunk_frames=corpus.chunk_frames, keep_existing=keep_existing,
     )  # fmt: skip
     result = ExportResult(str(store), str(model_path), corpus_path, reason=reason)
     if start >= corpus.n_frames:
