@@ -4,11 +4,13 @@ Layout (Zarr format 3, DESIGN.md section 2)::
 
     model.zarr/
       W          (bin, component)  float32, the dictionary at the last checkpoint
+                 (bin, component, lag) for a convolutive (NMFD) model
       frequency  (bin,)            Hz, from the corpus
       loss       (epoch,)          float64, the β-divergence summed over each epoch's visits
       state/H0, state/H1  (component, frame)  the double-buffered activations
       state/slot0, state/slot1     two checkpoint slots: W, A, B, pending, visited
-      attrs["dnmf"] = {kind: "model", config, corpus: {path, fingerprint, ...},
+      attrs["dnmf"] = {kind: "model", model: "nmf" | "nmfd", lags, config,
+                       corpus: {path, fingerprint, ...},
                        block_frames, status, checkpoint: {slot, epoch, ...}}
 
 A checkpoint is written to the slot not in use, then the attrs are switched to
@@ -63,9 +65,11 @@ class ModelStore:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(str(path), mode="w", zarr_format=3)
         n_bins = corpus.features.n_bins
+        lags = getattr(cfg, "lags", None)  # an NMFD config: templates W (bin, component, lag)
+        shape = (n_bins, cfg.rank) if lags is None else (n_bins, cfg.rank, lags)
         group.create_array(
-            "W", shape=(n_bins, cfg.rank), chunks=(n_bins, cfg.rank), dtype="float32",
-            dimension_names=("bin", "component"), compressors=None,
+            "W", shape=shape, chunks=shape, dtype="float32",
+            dimension_names=("bin", "component", "lag")[: len(shape)], compressors=None,
             attributes={"coordinates": "frequency", "long_name": "dictionary"},
         )  # fmt: skip
         freq = group.create_array(
@@ -82,6 +86,8 @@ class ModelStore:
         )
         meta = {
             "kind": cls.kind,
+            "model": "nmf" if lags is None else "nmfd",
+            "lags": 1 if lags is None else lags,
             "config": cfg.model_dump(mode="json"),
             "corpus": {
                 "path": str(Path(corpus.path).resolve()),
@@ -103,7 +109,21 @@ class ModelStore:
     # -- what it holds -----------------------------------------------------------
     @property
     def config(self) -> LearnConfig:
+        if self.is_nmfd:
+            from dnmf.nmfd_learn import NMFDConfig
+
+            return NMFDConfig(**self.meta["config"])
         return LearnConfig(**self.meta["config"])
+
+    @property
+    def is_nmfd(self) -> bool:
+        """A convolutive model: ``W`` has shape (bin, component, lag)."""
+        return self.meta.get("model") == "nmfd"
+
+    @property
+    def lags(self) -> int:
+        """Frames per template (1 for a plain NMF model)."""
+        return int(self.meta.get("lags", 1))
 
     @property
     def W(self) -> np.ndarray:

@@ -128,6 +128,14 @@ def learn_corpus(
     -------
     LearnResult
     """
+    if getattr(config, "model", "nmf") == "nmfd":  # convolutive templates: their own stage
+        from pipelines.learn_nmfd import learn_nmfd_corpus
+
+        return learn_nmfd_corpus(
+            input_path, output, config=config, W_init=W_init, resume=resume,  # type: ignore[arg-type]
+            overwrite=overwrite, workers=workers, scheduler=scheduler, client=client,
+            progress=progress, on_step=on_step, stop_after_steps=stop_after_steps,
+        )  # fmt: skip
     from dnmf.cluster import connect
     from dnmf.learn_dask import DaskBackend
 
