@@ -136,12 +136,15 @@ def warm_up() -> None:
     import zarr  # noqa: F401
     from librosa import stft
 
-    import dnmf.features
-    import dnmf.kernels  # noqa: F401
+    import dnmf.features  # noqa: F401
+    from dnmf.kernels import chunk_stats
 
     y = np.zeros(4096, dtype=np.float32)
     stft(y, n_fft=1024)
     soxr.resample(y, 44100, 22050)
+    V = np.ones((4, 3), dtype=np.float32)
+    for beta in (0.0, 1.0):  # compiles (or loads from numba's cache) the fused passes
+        chunk_stats(V, V[:, :2].copy(), V[:2].copy(), beta=beta)
     one_blas_thread()
 
 

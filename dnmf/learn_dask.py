@@ -33,6 +33,62 @@ def _open(url: str, mode: str = "r") -> Any:
     return zarr.open_array(url, mode=mode, zarr_format=3, use_consolidated=False)  # type: ignore[arg-type]
 
 
+class BlockCache:
+    """Blocks of V kept in a worker process between epochs, least recently used out first.
+
+    Reading a 1025 x 8192 float32 chunk through Zarr took half as long as the
+    chunk's whole update (28 ms against 58 ms); a corpus that fits in the
+    workers' memory is read once. Blocks are pinned to workers (see
+    :meth:`DaskBackend.step`), so each worker holds its share only. Cached
+    arrays are read-only; the budget is ``DNMF_CACHE_MB`` (MiB per worker
+    process; 0 turns the cache off), by default a quarter of the machine's
+    memory shared among its CPUs.
+    """
+
+    def __init__(self, budget: int) -> None:
+        from collections import OrderedDict
+
+        self.budget = budget
+        self.used = 0
+        self._items: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+
+    @staticmethod
+    def default_budget() -> int:
+        env = os.environ.get(CACHE_ENV)
+        if env is not None:
+            return max(0, int(float(env) * 2**20))
+        import psutil
+
+        return int(psutil.virtual_memory().total // 4 // max(1, os.cpu_count() or 1))
+
+    def get(self, key: tuple[str, int, int], read: Any) -> np.ndarray:
+        hit = self._items.get(key)
+        if hit is not None:
+            self._items.move_to_end(key)
+            return hit
+        value = np.ascontiguousarray(read())
+        if value.nbytes <= self.budget:
+            value.setflags(write=False)
+            while self.used + value.nbytes > self.budget:
+                _, old = self._items.popitem(last=False)
+                self.used -= old.nbytes
+            self._items[key] = value
+            self.used += value.nbytes
+        return value
+
+
+CACHE_ENV = "DNMF_CACHE_MB"
+_cache: BlockCache | None = None
+
+
+def block_cache() -> BlockCache:
+    """This process's :class:`BlockCache`."""
+    global _cache
+    if _cache is None:
+        _cache = BlockCache(BlockCache.default_budget())
+    return _cache
+
+
 class ZarrBlockIO:
     """A worker's view of one block: ``V`` from the corpus, ``H0``/``H1`` in the model store."""
 
@@ -42,9 +98,12 @@ class ZarrBlockIO:
         self._H: dict[int, Any] = {}
 
     def read_V(self, start: int, stop: int) -> np.ndarray:
-        if self._V is None:
-            self._V = _open(self.V_url)
-        return np.asarray(self._V[:, start:stop])
+        def read() -> np.ndarray:
+            if self._V is None:
+                self._V = _open(self.V_url)
+            return np.asarray(self._V[:, start:stop])
+
+        return block_cache().get((self.V_url, start, stop), read)
 
     def _buffer(self, buffer: int) -> Any:
         if buffer not in self._H:
@@ -137,6 +196,19 @@ class DaskBackend:
     def blocks(self) -> list[tuple[int, int]]:
         return blocks_of(self.n_frames, self.block_frames)
 
+    def _homes(self) -> Any:
+        """Block -> the worker it prefers, so that each worker's cache holds its share of V.
+
+        Contiguous runs of blocks per worker, from the workers present now. Only
+        where a task runs depends on this, never what it computes; a worker that
+        is gone or busy is passed over (``allow_other_workers``).
+        """
+        workers = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
+        n_blocks = len(self.blocks())
+        if not workers:
+            return lambda b: None
+        return lambda b: [workers[b * len(workers) // n_blocks]]
+
     def summary(self) -> tuple[float, float]:
         c = self.client
         leaves = [
@@ -172,10 +244,12 @@ class DaskBackend:
         ranges = self.blocks()
         W_f = c.scatter(W, broadcast=True, hash=False)
         key = f"dnmf-{self.token}-{tag}"
+        home = self._homes()
         leaves = [
             c.submit(
                 _visit_task, self.V_url, self.H_url, b, *ranges[b], W_f, epoch, scales.get(b),
                 b in fresh, p, key=f"{key}-visit-{b}", retries=3,
+                workers=home(b), allow_other_workers=True,
             )
             for b in blocks
         ]  # fmt: skip
