@@ -336,7 +336,7 @@ def read_scores(path: str | Path) -> list[Note]:
         duration = _number(rec["duration"], "duration", where, positive=True)
         pitch = rec["pitch"]
         try:
-            label = pitch_label(_check_pitch(float(pitch), where=f"{where}: pitch"))
+            float(pitch)
         except ValueError:
             if not pitch or not pitch.replace("_", "").replace("-", "").isalnum():
                 raise DnmfUsageError(
@@ -344,6 +344,8 @@ def read_scores(path: str | Path) -> list[Note]:
                     "fix the row"
                 ) from None
             label = pitch
+        else:
+            label = pitch_label(_check_pitch(pitch, where=f"{where}: pitch"))
         notes.append(Note(onset, duration, label, rec.get("file") or None, line))
     if not notes:
         raise DnmfUsageError(

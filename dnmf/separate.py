@@ -223,8 +223,10 @@ def _partition(rank: int, sources: dict[str, list[int]], grouped: bool) -> list[
 
 
 def _model_parts(W: np.ndarray, H: np.ndarray, members: list[int], scale: float) -> np.ndarray:
-    """``(W[:, members] @ H[members]) / scale`` in float64."""
-    part = (W[:, members] @ H[members]).astype(np.float64)
+    """``(W[:, members] @ H[members]) / scale`` in float64 (NMFD: the convolutive Λ_s)."""
+    from dnmf.nmfd_transform import model_spectrogram
+
+    part = model_spectrogram(W[:, members], H[members]).astype(np.float64)
     part /= scale
     return part
 
@@ -269,7 +271,9 @@ def alpha_masks(
     >>> (masks[0] + masks[1]).tolist()
     [[1.0, 1.0], [1.0, 1.0]]
     """
-    scale = float((W @ H).max(initial=0.0)) or 1.0
+    from dnmf.nmfd_transform import model_spectrogram
+
+    scale = float(model_spectrogram(W, H).max(initial=0.0)) or 1.0
 
     def powered(members: Sequence[int]) -> np.ndarray:
         part = _model_parts(W, H, list(members), scale)

@@ -355,6 +355,11 @@ def solve_in_blocks(
     whole file's ``sqrt(mean(V) / rank)``; with more than one block, a first
     pass computes that mean.
     """
+    if d.W.ndim == 3:  # an NMFD model: blocks with the halo of an exact solve
+        from dnmf.nmfd_transform import solve_in_blocks_conv
+
+        yield from solve_in_blocks_conv(frames, n_frames, d, n_iter=n_iter, tol=tol, block=block)
+        return
     if block < 1:
         raise DnmfUsageError(f"block_frames={block} must be a positive integer, e.g. 8192")
     ranges = _block_ranges(n_frames, block)

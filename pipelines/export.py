@@ -167,6 +167,12 @@ def export(
         array(group, name).resize((corpus.n_frames,))
     array(group, "H").resize((rank, corpus.n_frames))
     starts = list(range(start, corpus.n_frames, corpus.chunk_frames))
+    task: Any = _export_chunk
+    extra: dict[str, Any] = {}
+    if W.ndim == 3:  # convolutive templates: each chunk reads the halo of an exact solve
+        from dnmf.nmfd_transform import export_task
+
+        task, extra = export_task(model, corpus)
 
     from dnmf.cluster import connect
     from dnmf.progress import reporter
@@ -176,8 +182,8 @@ def export(
         src, dst = str(Path(corpus_path).resolve()), str(store.resolve())
         futures = [
             c.submit(
-                _export_chunk, src, dst, a, min(a + corpus.chunk_frames, corpus.n_frames), W_f,
-                beta, n_iter, tol, key=f"dnmf-export-{model_fp[:8]}-{a}", retries=2,
+                task, src, dst, a, min(a + corpus.chunk_frames, corpus.n_frames), W_f,
+                beta, n_iter, tol, key=f"dnmf-export-{model_fp[:8]}-{a}", retries=2, **extra,
             )
             for a in starts
         ]  # fmt: skip

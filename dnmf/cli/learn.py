@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dnmf.cli import _nmfd
 from dnmf.cli._common import JsonOpt, QuietOpt, SchedulerOpt, WorkersOpt, handle_errors, print_json
 from dnmf.errors import DnmfUsageError
 
@@ -19,7 +20,15 @@ def learn_command(
             metavar="INPUT", help="A corpus store, or a folder of audio to ingest first."
         ),
     ],
-    rank: Annotated[int, typer.Option("--rank", "-r", help="Number of components.")],
+    rank: Annotated[
+        int | None,
+        typer.Option(
+            "--rank",
+            "-r",
+            help="Number of components [with --model nmfd and an informed init: one per pitch, "
+            "drum class or score component].",
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("-o", "--output", help="Model store [default: model.zarr beside the corpus]."),
@@ -39,8 +48,12 @@ def learn_command(
         float, typer.Option(help="Forgetting of the minibatch accumulators.")
     ] = 0.7,
     init: Annotated[
-        str, typer.Option(help="random, nndsvda, kmeans, or a model store whose W starts the run.")
-    ] = "random",
+        str | None,
+        typer.Option(
+            help="random, nndsvda, kmeans, or a model store whose W starts the run "
+            "(--model nmfd: random, uniform, pitched, drums or a model store) [default: random]."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the init, initial H and epoch order.")] = 0,
     tol: Annotated[
         float, typer.Option(help="Stop when the epoch loss falls by less than this, relatively.")
@@ -69,6 +82,19 @@ def learn_command(
     scheduler: SchedulerOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    model: _nmfd.ModelOpt = "nmf",
+    lags: _nmfd.LagsOpt = None,
+    pitches: _nmfd.PitchesOpt = None,
+    pitch_tol: _nmfd.PitchTolOpt = None,
+    harmonics: _nmfd.HarmonicsOpt = None,
+    drums: _nmfd.DrumsOpt = None,
+    init_scores: _nmfd.ScoresOpt = None,
+    onset_tol: _nmfd.OnsetTolOpt = None,
+    h_init: _nmfd.HInitOpt = None,
+    sparsity: _nmfd.SparsityOpt = None,
+    uncorr: _nmfd.UncorrOpt = None,
+    fix_w: _nmfd.FixWOpt = False,
+    fix_h: _nmfd.FixHOpt = False,
 ) -> None:
     """Learn an NMF dictionary W (bin x component) from a corpus, on a Dask cluster.
 
@@ -89,30 +115,78 @@ def learn_command(
         dnmf learn corpus.zarr --rank 40 --init drums.zarr --fixed-components 0,1,2,3 -o model2.zarr
 
         dnmf learn corpus.zarr --rank 64 --resume
-    """
-    from dnmf.learn import LearnConfig
-    from pipelines.learn import learn_corpus
 
+    With --model nmfd each component is a template of --lags frames (W is bin x
+    component x lag; convolutive NMF, as libnmfd's nmfd, for any beta):
+
+        dnmf learn corpus.zarr --model nmfd --lags 8 --init pitched --pitches 60,62,64
+
+        dnmf learn corpus.zarr --model nmfd --lags 8 --init-scores notes.csv
+
+        dnmf learn corpus.zarr --model nmfd --lags 12 --init drums --drums samples/ --rank 5
+    """
+    if model not in ("nmf", "nmfd"):
+        raise DnmfUsageError(f"--model {model!r} is not a model kind; pass nmf or nmfd")
+    fixed = _fixed(fixed_components)
+    if model == "nmfd":
+        cfg, W_init = _nmfd.nmfd_config(
+            rank=rank, init=init, fixed=fixed, lags=lags, pitches=pitches, pitch_tol=pitch_tol,
+            harmonics=harmonics, drums=drums, scores=init_scores, onset_tol=onset_tol,
+            h_init=h_init, sparsity=sparsity, uncorr=uncorr, fix_w=fix_w, fix_h=fix_h,
+            common=dict(
+                beta=beta, epochs=epochs, batch_chunks=batch_chunks, n_inner=inner,
+                forget_factor=forget_factor, seed=seed, tol=tol, alpha_W=alpha_w,
+                alpha_H=alpha_h, l1_ratio=l1_ratio, norm=norm, checkpoint_every=checkpoint_every,
+            ),
+        )  # fmt: skip
+    else:
+        _nmfd.reject_nmfd_options(
+            lags=lags, pitches=pitches, **{"pitch-tol": pitch_tol, "init-scores": init_scores,
+            "onset-tol": onset_tol, "h-init": h_init, "fix-w": fix_w, "fix-h": fix_h},
+            harmonics=harmonics, drums=drums, sparsity=sparsity, uncorr=uncorr,
+        )  # fmt: skip
+        cfg, W_init = _plain_config(
+            rank, init, fixed, beta=beta, epochs=epochs, batch_chunks=batch_chunks,
+            n_inner=inner, forget_factor=forget_factor, seed=seed, tol=tol, alpha_W=alpha_w,
+            alpha_H=alpha_h, l1_ratio=l1_ratio, norm=norm, checkpoint_every=checkpoint_every,
+        )  # fmt: skip
+    _run(cfg, W_init, input_path, output, resume, overwrite, workers, scheduler, json_out, quiet)
+
+
+def _plain_config(
+    rank: int | None, init: str | None, fixed: tuple[int, ...], **options: Any
+) -> tuple[Any, Any]:
+    from dnmf.learn import LearnConfig
+
+    if rank is None:
+        raise DnmfUsageError("--rank is missing; pass the number of components, e.g. --rank 64")
+    init = init or "random"
     W_init = None
     init_name = init
     if init not in ("random", "nndsvda", "kmeans"):
         W_init = _dictionary_from(init)
         init_name = "custom"
-    fixed: tuple[int, ...] = ()
-    if fixed_components:
-        try:
-            fixed = tuple(int(x) for x in fixed_components.split(",") if x.strip())
-        except ValueError:
-            raise DnmfUsageError(
-                f"--fixed-components {fixed_components!r} is not a list of integers; "
-                "pass e.g. 0,1,2"
-            ) from None
-    cfg = LearnConfig.from_options(
-        rank=rank, beta=beta, epochs=epochs, batch_chunks=batch_chunks, n_inner=inner,
-        forget_factor=forget_factor, init=init_name, seed=seed, tol=tol, alpha_W=alpha_w,
-        alpha_H=alpha_h, l1_ratio=l1_ratio, norm=norm, fixed_components=fixed,
-        checkpoint_every=checkpoint_every,
-    )  # fmt: skip
+    cfg = LearnConfig.from_options(rank=rank, init=init_name, fixed_components=fixed, **options)
+    return cfg, W_init
+
+
+def _fixed(fixed_components: str | None) -> tuple[int, ...]:
+    if not fixed_components:
+        return ()
+    try:
+        return tuple(int(x) for x in fixed_components.split(",") if x.strip())
+    except ValueError:
+        raise DnmfUsageError(
+            f"--fixed-components {fixed_components!r} is not a list of integers; pass e.g. 0,1,2"
+        ) from None
+
+
+def _run(
+    cfg: Any, W_init: Any, input_path: Path, output: Path | None, resume: bool, overwrite: bool,
+    workers: int | None, scheduler: str | None, json_out: bool, quiet: bool,
+) -> None:  # fmt: skip
+    from pipelines.learn import learn_corpus
+
     result = learn_corpus(
         input_path, output, config=cfg, W_init=W_init, resume=resume, overwrite=overwrite,
         workers=workers, scheduler=scheduler, progress=not quiet,
