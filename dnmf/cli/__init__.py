@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dnmf.cli import demo, export, info, ingest, learn, plot, separate, transform
+from dnmf.cli import demo, export, info, ingest, learn, plot, run, separate, transform
 
 app = typer.Typer(
     name="dnmf",
@@ -22,6 +22,7 @@ app.command("export")(export.export_command)
 app.command("transform")(transform.transform_command)
 app.command("separate")(separate.separate_command)
 app.command("plot")(plot.plot_command)
+app.command("run")(run.run_command)
 app.command("info")(info.info_command)
 app.command("demo")(demo.demo_command)
 
