@@ -363,9 +363,19 @@ class StageRecord:
     seconds: float = 0.0
     counts: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    config: str = ""  # fingerprint of the whole config the run used
 
 
 RUNS_KIND = "runs"
+
+
+def config_fingerprint(cfg: PipelineConfig) -> str:
+    """BLAKE2b-64 of the validated config (defaults filled in), as JSON with sorted keys."""
+    import hashlib
+    import json
+
+    text = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def _append_record(cfg: PipelineConfig, record: StageRecord) -> None:
@@ -549,8 +559,9 @@ class _Stage:
         t0 = time.perf_counter()
         counts: dict[str, Any] = {}
         record = StageRecord(
-            self.run_id, plan.stage, plan.action, plan.reason, started=started, counts=counts
-        )
+            self.run_id, plan.stage, plan.action, plan.reason, started=started, counts=counts,
+            config=config_fingerprint(self.cfg),
+        )  # fmt: skip
         try:
             yield plan, counts
         except BaseException as exc:
@@ -589,7 +600,7 @@ class _Stage:
             self.cfg,
             StageRecord(
                 self.run_id, "run", "none", f"nothing new ({stages})", started=started,
-                seconds=round(seconds, 3),
+                seconds=round(seconds, 3), config=config_fingerprint(self.cfg),
             ),
         )  # fmt: skip
 
@@ -616,6 +627,9 @@ def _run_ingest(
         seconds_added=round(r.seconds_added, 3), changed=len(r.changed), removed=len(r.removed),
         skipped=len(r.skipped), skipped_files=r.skipped, workers=r.workers,
     )  # fmt: skip
+    from dnmf.corpus import CorpusStore
+
+    counts["corpus_fingerprint"] = CorpusStore.open(cfg.corpus_path).fingerprint()
     return counts
 
 
@@ -650,7 +664,8 @@ def _run_learn(
         )  # fmt: skip
     model = ModelStore.open(staging, mode="r+")
     meta = read_meta(model.group, "model", staging)
-    change = dictionary_change(W_old, model.W) if W_old is not None else None
+    W_new = model.W
+    change = dictionary_change(W_old, W_new) if W_old is not None else None
     meta["pipeline"] = {
         "learn": cfg.learn.learn_config().model_dump(mode="json"),
         "refined_from": dictionary_fingerprint(W_old) if W_old is not None else None,
@@ -659,7 +674,10 @@ def _run_learn(
     write_meta(model.group, meta)
     consolidate(staging)
     _promote(cfg)
-    counts.update(refined=W_old is not None, dictionary_change=change)
+    counts.update(
+        refined=W_old is not None, dictionary_change=change,
+        dictionary_fingerprint=dictionary_fingerprint(W_new),
+    )  # fmt: skip
     return counts
 
 

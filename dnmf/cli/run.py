@@ -80,13 +80,16 @@ def run_command(
     )  # fmt: skip
     summary = result.as_dict()
     if dry_run:
+        from pipelines.cluster import describe_target
+
+        summary["cluster"] = describe_target(cfg.cluster, workers=workers, scheduler=scheduler)
         job = _job_script(cfg, workers, scheduler)
         if job is not None:
             summary["job_script"] = job
     if json_out:
         print_json(summary)
     elif not quiet:
-        _print(result, summary.get("job_script"))
+        _print(result, summary.get("job_script"), summary.get("cluster"))
     if dry_run:
         raise typer.Exit(1 if result.work else 0)
     raise typer.Exit(result.exit_code)
@@ -106,12 +109,14 @@ def _job_script(cfg: Any, workers: int | None, scheduler: str | None) -> str | N
     return job_script(cfg.cluster)
 
 
-def _print(result: Any, job_script: str | None) -> None:
+def _print(result: Any, job_script: str | None, cluster: str | None) -> None:
     echo = typer.echo
     if result.dry_run:
         echo(f"plan for {result.store}:")
         for p in result.plan:
             echo(f"  {p['stage']:<9} {p['action']:<11} {p['reason']}")
+        if result.work and cluster:
+            echo(f"on {cluster}")
         if job_script:
             echo("each batch job would run:")
             echo(job_script.rstrip())
@@ -126,7 +131,7 @@ def _print(result: Any, job_script: str | None) -> None:
         counts = ", ".join(
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
             for k, v in s["counts"].items()
-            if v is not None and k not in ("written", "workers")
+            if v is not None and k not in ("written", "workers") and not k.endswith("fingerprint")
         )
         echo(f"{s['stage']:<9} {s['action']:<11} {s['seconds']:.1f} s  {counts}")
     echo(
