@@ -33,7 +33,12 @@ def open_corpus(path: str | os.PathLike[str]) -> xr.Dataset:
 
 
 def open_model(path: str | os.PathLike[str]) -> xr.Dataset:
-    """The model store: ``W (bin, component)`` with ``frequency``, and ``loss (epoch)``."""
+    """The model store: ``W (bin, component)`` with ``frequency``, and ``loss (epoch)``.
+
+    A convolutive (NMFD) model's templates are ``W (bin, component, lag)``, with the
+    coordinates ``label`` (component: a pitch such as ``midi60`` or a drum class) and
+    ``lag_time`` (lag, seconds); ``attrs["dnmf"]["model"]`` is ``"nmfd"``.
+    """
     return _open(path, "model")
 
 

@@ -371,10 +371,15 @@ def run_step(
         c = backend.client
         W_f = c.scatter(W, broadcast=True, hash=False)
         key = f"dnmf-nmfd-{backend.token}-{tag}"
+        # The plain learner's block -> worker preference (its V cache), if the backend has one:
+        # where a visit runs, never what it computes.
+        homes = getattr(backend, "_homes", None)
+        home = homes() if homes is not None else (lambda b: None)
         leaves = [
             c.submit(
                 _visit_task_conv, backend.V_url, backend.H_url, v, W_f, epoch, p,
-                key=f"{key}-visit-{v.block}", retries=3,
+                key=f"{key}-visit-{v.block}", retries=3, workers=home(v.block),
+                allow_other_workers=True,
             )
             for v in visits
         ]  # fmt: skip

@@ -223,4 +223,3 @@ def model_spectrogram(W: np.ndarray, H: np.ndarray) -> np.ndarray:
 
         return conv_model(W, H)
     return W @ H
-

@@ -64,12 +64,16 @@ def plot_store(
     written = []
 
     W = model.W.values
+    xlabel = "component"
+    if W.ndim == 3:  # NMFD templates side by side, each its lags left to right
+        xlabel = f"component x lag ({W.shape[2]} lags each)"
+        W = W.reshape(W.shape[0], -1)
     freq = model.frequency.values
     fig, ax = plt.subplots(figsize=(8, 5))
     mesh = ax.pcolormesh(
         np.arange(W.shape[1] + 1) - 0.5, _edges(freq), np.log10(W + 1e-9), shading="flat"
     )
-    ax.set(xlabel="component", ylabel="frequency (Hz)", title=f"dictionary W ({model_path.name})")
+    ax.set(xlabel=xlabel, ylabel="frequency (Hz)", title=f"dictionary W ({model_path.name})")
     fig.colorbar(mesh, ax=ax, label="log10 W")
     written.append(_save(fig, out / "dictionary.png", plt))
 

@@ -554,6 +554,10 @@ def test_cli_learns_nmfd_and_refuses_bad_input(
     assert json.loads(result.stdout)["epochs"] == 2
     W = zarr.open_array(f"{out}/W", mode="r")
     assert W.shape == (513, 2, 3)
+    info = json.loads(run("info", out, "--json").stdout)
+    assert (info["model"], info["lags"], info["rank"]) == ("nmfd", 3, 2)
+    assert run("plot", out, "-o", tmp_path / "plots").exit_code == 0
+    assert (tmp_path / "plots" / "dictionary.png").exists()
     notes = tmp_path / "notes.csv"
     notes.write_text("onset,duration,pitch,file\n0.1,0.3,57,low.wav\n")
     result = run(
