@@ -478,8 +478,13 @@ def run_pipeline(
     say = log or (lambda _line: None)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     result = RunResult(store=cfg.store, run=run_id, dry_run=dry_run)
+    if cfg.root.exists() and not cfg.root.is_dir():
+        raise DnmfPathError(
+            f"store {cfg.store!r} is a file, not a folder; set store: to a folder for the stores"
+        )
     if dry_run:
         result.plan = [asdict(p) for p in plan_run(cfg)]
+        result.lock_note = _lock_note(cfg)
         result.wall_seconds = time.perf_counter() - t0
         return result
 
@@ -537,6 +542,19 @@ def run_pipeline(
         stage.finish(time.perf_counter() - t0)
     result.wall_seconds = time.perf_counter() - t0
     return result
+
+
+def _lock_note(cfg: PipelineConfig) -> str | None:
+    """Who holds the store's lock now, if anyone (for ``--dry-run``)."""
+    from pipelines.lock import read_lock, stale_reason
+
+    info = read_lock(cfg.lock_path, settle=0.2)
+    if info is None:
+        return None
+    reason = stale_reason(info, stale_after=cfg.lock.stale_after_seconds)
+    if reason is None:
+        return f"the store is locked by a running dnmf run ({info.owner()}); a run now would refuse"
+    return f"the store has a stale run lock ({info.owner()}: {reason}); run with --break-lock"
 
 
 class _Stage:

@@ -419,3 +419,27 @@ def test_concurrent_runs_one_refuses_and_the_store_is_intact(
     assert (
         W_of(store / "model.zarr").tobytes() == W_of(tmp_path / "ref.dnmf" / "model.zarr").tobytes()
     )
+
+
+def test_plot_and_separate_stages_follow_the_model(tmp_path: Path, cluster_client: Any) -> None:
+    audio(tmp_path / "audio", ["a.wav", "b.wav"])
+    mix = str(tmp_path / "audio" / "a.wav")
+    raw = small_config(
+        tmp_path,
+        plot={"out": "plots"},
+        separate={"inputs": [mix], "out": "parts", "groups": {"low": "0", "high": "1-2"}},
+    )
+    cfg = parse_config(raw)
+    first = {s["stage"]: s for s in run_pipeline(cfg, client=cluster_client).stages}
+    assert first["plot"]["action"] == "run" and first["separate"]["action"] == "run"
+    assert {p.name for p in (cfg.root / "plots").iterdir()} == {
+        "dictionary.png", "loss.png", "activations.png",
+    }  # fmt: skip
+    parts = sorted(p.name for p in (cfg.root / "parts").iterdir())
+    assert parts == ["a_high.wav", "a_low.wav"]
+    again = run_pipeline(cfg, client=cluster_client)
+    assert all(s["action"] == "none" for s in again.stages)
+    # A dry run names who holds the lock.
+    plant_lock(cfg.lock_path, pid=dead_pid())
+    dry = cli("run", write_config(tmp_path / "c.yaml", raw), "--dry-run")
+    assert dry.exit_code == 0 and "stale run lock" in dry.output and "--break-lock" in dry.output

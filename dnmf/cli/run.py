@@ -117,6 +117,8 @@ def _print(result: Any, job_script: str | None, cluster: str | None) -> None:
             echo(f"  {p['stage']:<9} {p['action']:<11} {p['reason']}")
         if result.work and cluster:
             echo(f"on {cluster}")
+        if result.lock_note:
+            echo(result.lock_note)
         if job_script:
             echo("each batch job would run:")
             echo(job_script.rstrip())
