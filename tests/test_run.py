@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -403,10 +404,15 @@ def test_concurrent_runs_one_refuses_and_the_store_is_intact(
     while not (store / "run.lock").exists():
         assert first.poll() is None and time.time() < deadline, first.communicate()
         time.sleep(0.02)
-    second = subprocess.run(
-        [sys.executable, "-m", "dnmf", "run", str(path)], env=env, cwd=tmp_path,
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    # Hold the first run where it is (alive, its lock fresh) so that the second surely meets it.
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "dnmf", "run", str(path)], env=env, cwd=tmp_path,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     _, err = first.communicate(timeout=180)
     assert first.returncode == 0, err
     assert second.returncode == 2 and "is locked by a running dnmf run" in second.stderr

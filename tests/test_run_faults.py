@@ -33,11 +33,15 @@ VISIT = re.compile(r"-e(\d+)-s\d+-visit-")
 
 
 def long_config(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
-    """About 12 chunks, 4 steps an epoch, 25 epochs: a hundred steps to interrupt."""
+    """About 12 chunks, 4 steps an epoch, 40 epochs: 160 steps, a wide window to interrupt.
+
+    The window is wide so that a test process starved of CPU for seconds by a
+    busy machine still sees the job in the middle of learning.
+    """
     audio(tmp_path / "audio", ["a.wav", "b.wav", "c.wav", "sub/d.wav"], seconds=3.0)
     raw = small_config(
         tmp_path,
-        learn={"epochs": 25, "batch_chunks": 3, "n_inner": 2, "checkpoint_every": 5},
+        learn={"epochs": 40, "batch_chunks": 3, "n_inner": 2, "checkpoint_every": 5},
     )
     return write_config(tmp_path / "c.yaml", raw), raw
 
@@ -74,7 +78,7 @@ def test_a_worker_killed_in_the_middle_of_learn(tmp_path: Path, cluster_client: 
         while killed_at is None and job.poll() is None and time.time() < deadline:
             keys = procs.client.processing(workers=[victim]).get(victim, ())
             epochs = [int(m.group(1)) for k in keys if (m := VISIT.search(str(k)))]
-            if epochs and max(epochs) >= 3:
+            if epochs and max(epochs) >= 1:
                 os.kill(pids[victim], signal.SIGKILL)  # while it runs a visit of learn
                 killed_at = (max(epochs), keys)
             time.sleep(0.002)
@@ -84,7 +88,7 @@ def test_a_worker_killed_in_the_middle_of_learn(tmp_path: Path, cluster_client: 
         assert len(procs.client.scheduler_info(n_workers=-1)["workers"]) == 1  # it stayed dead
     log = read_run_log(store)
     learn = next(r for r in log if r["stage"] == "learn")
-    assert learn["status"] == "done" and learn["counts"]["epochs"] == 25
+    assert learn["status"] == "done" and learn["counts"]["epochs"] == 40
     W, losses = undisturbed_W(store, path, tmp_path, cluster_client)
     assert ModelStore.open(store / "model.zarr").W.tobytes() == W
     assert learn["counts"]["loss"] == losses[-1]
@@ -106,17 +110,17 @@ def test_the_job_killed_in_the_middle_resumes_to_the_same_W(
     with dask_processes(tmp_path / "dask") as procs:
         job = start_run(path, procs.address, tmp_path)
         deadline = time.time() + 240
-        while checkpoint_step(store / "model.next.zarr") < 30:
+        while checkpoint_step(store / "model.next.zarr") < 10:
             assert job.poll() is None, job.communicate()
-            assert time.time() < deadline, "no checkpoint at step 30 within 240 s"
+            assert time.time() < deadline, "no checkpoint at step 10 within 240 s"
             time.sleep(0.01)
         job.send_signal(signal.SIGKILL)
         job.communicate(timeout=60)
-        assert (store / "run.lock").exists()
+        assert (store / "run.lock").exists() and (store / "model.next.zarr").exists()
 
         refused = dnmf("run", path, "--scheduler", procs.address, cwd=tmp_path)
         assert refused.returncode == 2, refused.stderr
-        assert "stale run lock" in refused.stderr and "no longer runs" in refused.stderr
+        assert "stale run lock" in refused.stderr, refused.stderr
         assert "--break-lock" in refused.stderr
 
         resumed = dnmf(
@@ -124,9 +128,9 @@ def test_the_job_killed_in_the_middle_resumes_to_the_same_W(
         )
         assert resumed.returncode == 0, resumed.stderr
     stages = {s["stage"]: s for s in json.loads(resumed.stdout)["stages"]}
-    assert stages["ingest"]["action"] == "none"
-    assert stages["learn"]["action"] == "resume"
-    assert stages["learn"]["counts"]["resumed_from_step"] >= 30
+    assert stages["ingest"]["action"] == "none", stages
+    assert stages["learn"]["action"] == "resume", stages
+    assert stages["learn"]["counts"]["resumed_from_step"] >= 10
     assert stages["export"]["action"] == "full"
     W, losses = undisturbed_W(store, path, tmp_path, cluster_client)
     model = ModelStore.open(store / "model.zarr")
