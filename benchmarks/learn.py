@@ -42,6 +42,7 @@ as a ratio against a reference measured alongside it. Nothing here is a test.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import resource
@@ -62,7 +63,9 @@ from dnmf.kernels import beta_divergence
 from pipelines.ingest import ingest
 
 RANK = 64
-BETA = 1.0
+BETA = 1.0  # --beta sets it
+SK_LOSS = {0.0: "itakura-saito", 1.0: "kullback-leibler", 2.0: "frobenius"}
+BETA_NAME = {0.0: "IS", 1.0: "KL", 2.0: "Euclidean"}
 NMF_ITER = 200
 BATCH_SIZE = 1024
 
@@ -187,19 +190,32 @@ def gemm_efficiency(V: np.ndarray, chunk_frames: int, reps: int) -> dict[str, An
         t_rht = _timeit(lambda: R @ Hc.T, reps)
         out["gemm_seconds"] = {"W @ H": t_wh, "W.T @ R": t_wtr, "R @ H.T": t_rht}
         out["gemm_gflops"] = {k: flop / v / 1e9 for k, v in out["gemm_seconds"].items()}
-        for n_inner in (1, 2):
-            t_k = _timeit(lambda n=n_inner: chunk_stats(Vc, W, Hc, beta=BETA, n_inner=n), reps)
-            # its products: per inner update W @ H and W.T @ (V / WH); then W @ H and (V / WH) @ H.T
-            t_g = (n_inner + 1) * t_wh + n_inner * t_wtr + t_rht
-            n_gemm = 2 * n_inner + 2
-            out[f"n_inner={n_inner}"] = {
-                "seconds": t_k,
-                "gemms": n_gemm,
-                "gflops": n_gemm * flop / t_k / 1e9,
-                "gemm_only_seconds": t_g,
-                "gemm_only_gflops": n_gemm * flop / t_g / 1e9,
-                "ratio": t_g / t_k,
-            }
+        for beta in dict.fromkeys((BETA, 1.0, 0.0, 2.0)):
+            per: dict[str, Any] = {}
+            for n_inner in (1, 2):
+                t_k = _timeit(
+                    lambda n=n_inner, b=beta: chunk_stats(Vc, W, Hc, beta=b, n_inner=n), reps
+                )
+                # the products of one visit, each bins x rank x frames (kernels.chunk_stats):
+                # beta 1: per inner update W @ H and W.T @ (V / WH); then W @ H, (V / WH) @ H.T
+                if beta == 1:
+                    t_g = (n_inner + 1) * t_wh + n_inner * t_wtr + t_rht
+                    n_gemm = 2 * n_inner + 2
+                elif beta == 2:  # W.T @ V once, V @ H.T (the rank x rank Gram products not counted)
+                    t_g, n_gemm = t_wtr + t_rht, 2
+                else:  # per inner update WH, W.T @ numerator, W.T @ denominator; then the same for W
+                    t_g = (n_inner + 1) * t_wh + 2 * n_inner * t_wtr + 2 * t_rht
+                    n_gemm = 3 * n_inner + 3
+                per[f"n_inner={n_inner}"] = {
+                    "seconds": t_k,
+                    "gemms": n_gemm,
+                    "gflops": n_gemm * flop / t_k / 1e9,
+                    "gemm_only_seconds": t_g,
+                    "gemm_only_gflops": n_gemm * flop / t_g / 1e9,
+                    "ratio": t_g / t_k,
+                }
+            out[f"beta={beta:g}"] = per
+        out.update(out[f"beta={BETA:g}"])
     return out
 
 
@@ -209,7 +225,7 @@ def sklearn_nmf(X: np.ndarray, V: np.ndarray, n_iter: int) -> dict[str, Any]:
     from sklearn.decomposition import NMF
 
     est = NMF(
-        n_components=RANK, solver="mu", beta_loss="kullback-leibler", init="random",
+        n_components=RANK, solver="mu", beta_loss=SK_LOSS.get(BETA, BETA), init="random",
         max_iter=n_iter, tol=0.0, random_state=0,
     )  # fmt: skip
     t0 = time.perf_counter()
@@ -234,7 +250,7 @@ def sklearn_nmf_trace(X: np.ndarray, V: np.ndarray, n_iter: int, every: int) -> 
     from sklearn.decomposition import NMF
 
     common = dict(
-        n_components=RANK, solver="mu", beta_loss="kullback-leibler", tol=0.0, random_state=0
+        n_components=RANK, solver="mu", beta_loss=SK_LOSS.get(BETA, BETA), tol=0.0, random_state=0
     )
     est = NMF(init="random", max_iter=every, **common)
     Wsk = est.fit_transform(X)
@@ -269,7 +285,7 @@ def sklearn_minibatch(
 
     def make(max_iter: int) -> Any:
         return MiniBatchNMF(
-            n_components=RANK, beta_loss="kullback-leibler", batch_size=BATCH_SIZE,
+            n_components=RANK, beta_loss=SK_LOSS.get(BETA, BETA), batch_size=BATCH_SIZE,
             max_iter=max_iter, tol=0.0, max_no_improvement=None, random_state=0, init=init,
         )  # fmt: skip
 
@@ -415,6 +431,41 @@ def dnmf_run(
     return rec
 
 
+def overhead_run(
+    store: Path, model_path: Path, config: Any, workers: int, *, processes: bool
+) -> dict[str, Any]:
+    """Full-batch epochs on a LocalCluster of worker processes, or of threads in this process.
+
+    The same computation both ways (the same tasks, the same W): only where the
+    workers live differs. The first epoch (V read from Zarr into the workers'
+    caches) is left out of the per-epoch figure.
+    """
+    from dnmf.cluster import connect
+    from dnmf.model import ModelStore
+    from pipelines.learn import learn_corpus
+
+    ends: list[float] = []
+
+    def on_step(p: Any) -> None:
+        if p.epoch_done:
+            ends.append(time.perf_counter())
+
+    with connect(workers=workers, processes=processes) as client:
+        t0 = time.perf_counter()
+        learn_corpus(store, model_path, config=config, overwrite=True, client=client,
+                     on_step=on_step)  # fmt: skip
+        wall = time.perf_counter() - t0
+    state = ModelStore.open(model_path).load_checkpoint()
+    assert state is not None
+    epochs = np.diff(ends)
+    return {
+        "epoch_seconds": [float(x) for x in epochs],
+        "median_epoch_seconds": float(np.median(epochs)),
+        "wall_seconds": wall,
+        "W_sha": hashlib.sha256(np.ascontiguousarray(state.W).tobytes()).hexdigest(),
+    }
+
+
 def _config(args: argparse.Namespace, minibatch: bool, epochs: int) -> Any:
     from dnmf.learn import LearnConfig
 
@@ -467,9 +518,9 @@ def plot(path: Path, res: dict[str, Any]) -> None:
     ax.set_yscale("log")
     ax.set_ylim(min(nmf["loss"], mb["best_loss"]) * 0.98, nmf["loss"] * 1.5)
     ax.set_xlabel("wall-clock seconds")
-    ax.set_ylabel("KL divergence d(V | WH)")
+    ax.set_ylabel(f"beta-divergence (beta={BETA:g}) d(V | WH)")
     c = res["corpus"]
-    ax.set_title(f"rank {RANK}, beta=1: {c['files']} files, {c['minutes']:.1f} min, "
+    ax.set_title(f"rank {RANK}, beta={BETA:g}: {c['files']} files, {c['minutes']:.1f} min, "
                  f"{c['frames']} frames, {res['workers']} workers")  # fmt: skip
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
@@ -497,14 +548,20 @@ def main() -> None:
                          "the corpus has fewer than 2 chunks per worker)")  # fmt: skip
     ap.add_argument("--batch-chunks", type=int, help="dnmf minibatch blocks per step "
                     "(default: half the blocks, two steps per epoch)")  # fmt: skip
-    ap.add_argument("--n-inner", type=int, default=2, help="dnmf minibatch H updates per visit")
+    ap.add_argument("--n-inner", type=int, default=3, help="dnmf minibatch H updates per visit")
     ap.add_argument("--forget-factor", type=float, default=0.0, help="dnmf minibatch rho")
     ap.add_argument("--wait-idle", type=float, default=120.0,
                     help="before each phase, wait up to this many seconds for other "
                          "processes to leave the CPU")  # fmt: skip
+    ap.add_argument("--overhead-epochs", type=int, default=12,
+                    help="full-batch epochs run on worker processes and on threads of one "
+                         "process, to measure the distribution overhead (0: skip)")  # fmt: skip
+    ap.add_argument("--beta", type=float, default=1.0, help="the beta-divergence (0, 1, 2, ...)")
     ap.add_argument("--plot", type=Path, help="PNG of loss vs wall-clock time")
     ap.add_argument("--json", type=Path, help="all figures as JSON")
     args = ap.parse_args()
+    global BETA
+    BETA = args.beta
     minutes = args.minutes or (3 if args.quick else 20)
     warnings.filterwarnings("ignore", category=FutureWarning)
     from dnmf.cluster import default_workers
@@ -588,6 +645,22 @@ def main() -> None:
             res[key] = run
             _log(f"{key}: {run['epochs']} epochs, best {run['best_loss']:.6g}, "
                  f"to L* {_t(run['time_to_L*'])} (stopped: {run['stopped']})")  # fmt: skip
+        if args.overhead_epochs:
+            from dnmf.learn import LearnConfig
+
+            ocfg = LearnConfig(rank=RANK, beta=BETA, epochs=args.overhead_epochs, tol=0.0)
+            ov: dict[str, Any] = {"epochs": args.overhead_epochs}
+            for kind, processes in (("processes", True), ("threads", False)):
+                with load.phase(f"overhead_{kind}"):
+                    ov[kind] = overhead_run(
+                        store, tmp / f"overhead_{kind}.zarr", ocfg, workers, processes=processes
+                    )
+            ov["ratio"] = (
+                ov["processes"]["median_epoch_seconds"] / ov["threads"]["median_epoch_seconds"]
+            )
+            ov["same_W"] = ov["processes"]["W_sha"] == ov["threads"]["W_sha"]
+            res["overhead"] = ov
+            _log(f"overhead: processes / threads per epoch {ov['ratio']:.3f}")
     res["bench_seconds"] = time.perf_counter() - t_run
     res["load"] = load.phases
     report(res)
@@ -609,6 +682,20 @@ def _nmf_trace_times(nmf: dict[str, Any]) -> list[float]:
         nmf["seconds"] * (i + 1) * nmf["trace_every"] / nmf["n_iter"]
         for i in range(len(nmf["trace"]))
     ]
+
+
+def _overhead_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
+    ov = res.get("overhead")
+    if not ov:
+        return []
+    p, t = ov["processes"], ov["threads"]
+    return [
+        (f"dnmf full batch, {ov['epochs']} epochs: seconds per epoch, {res['workers']} worker "
+         f"processes / {res['workers']} threads in one process",
+         f"{p['median_epoch_seconds']:.3f} / {t['median_epoch_seconds']:.3f}"),
+        ("ratio worker processes / one process (distribution overhead)",
+         f"{ov['ratio']:.2f}x  (the same W: {'yes' if ov['same_W'] else 'NO'})"),
+    ]  # fmt: skip
 
 
 def report(res: dict[str, Any]) -> None:
@@ -677,14 +764,22 @@ def report(res: dict[str, Any]) -> None:
         ("numpy float32 GEMM, same shapes, 1 thread",
          ", ".join(f"{k} {v:.1f}" for k, v in g["gemm_gflops"].items()) + " GFLOP/s"),
         ("ratio kernel GFLOP/s / GEMM GFLOP/s, n_inner 1 / 2", f"{g1['ratio']:.2f} / {g2['ratio']:.2f}"),
+        *[(f"  beta={b}: chunk_stats ms (big products) n_inner 1 / 2; ratio to GEMM 1 / 2",
+           f"{g[f'beta={b}']['n_inner=1']['seconds'] * 1e3:.1f} ({g[f'beta={b}']['n_inner=1']['gemms']})"
+           f" / {g[f'beta={b}']['n_inner=2']['seconds'] * 1e3:.1f} ({g[f'beta={b}']['n_inner=2']['gemms']});"
+           f" {g[f'beta={b}']['n_inner=1']['ratio']:.2f} / {g[f'beta={b}']['n_inner=2']['ratio']:.2f}")
+          for b in ("1", "0", "2")],
         ("ratio kernel time of the busiest worker / dnmf full-batch epoch",
          f"{bound:.3f} s / {full['median_epoch_seconds']:.3f} s = {bound / full['median_epoch_seconds']:.2f}"),
+        *_overhead_rows(res),
         ("other processes' CPU during each phase (cores)",
          ", ".join(f"{k} {v['other_cores']:.2f}" for k, v in res["load"].items())),
         ("benchmark wall time", f"{res['bench_seconds']:.0f} s"),
     ]  # fmt: skip
     width = max(len(k) for k, _ in rows)
-    print(f"dnmf learn benchmark ({res['mode']}): rank {RANK}, beta=1 (KL), n_fft 2048, sr 22050")
+    name = BETA_NAME.get(BETA, "beta")
+    print(f"dnmf learn benchmark ({res['mode']}): rank {RANK}, beta={BETA:g} ({name}), "
+          "n_fft 2048, sr 22050")  # fmt: skip
     for key, v in rows:
         print(f"  {key:<{width}}  {v}".rstrip())
 
