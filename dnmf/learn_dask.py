@@ -197,17 +197,27 @@ class DaskBackend:
         return blocks_of(self.n_frames, self.block_frames)
 
     def _homes(self) -> Any:
-        """Block -> the worker it prefers, so that each worker's cache holds its share of V.
+        """Block -> ``submit`` options naming the worker it prefers, so that each worker's
+        cache holds its share of V; no options while the scheduler knows no worker.
 
-        Contiguous runs of blocks per worker, from the workers present now. Only
-        where a task runs depends on this, never what it computes; a worker that
-        is gone or busy is passed over (``allow_other_workers``).
+        Contiguous runs of blocks per worker, from the workers present now,
+        balanced by frames: a block goes to the worker whose share of the frames
+        holds the block's middle (7 blocks, the last one short, on 2 workers: 3
+        and 3 plus the short one, not 4 and 3). Only where a task runs depends
+        on this, never what it computes; a worker that is gone or busy is passed
+        over (``allow_other_workers``).
         """
         workers = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
-        n_blocks = len(self.blocks())
-        if not workers:
-            return lambda b: None
-        return lambda b: [workers[b * len(workers) // n_blocks]]
+        if not workers:  # none connected yet (or all lost): anywhere will do
+            return lambda b: {}
+        ranges, n = self.blocks(), len(workers)
+        total = ranges[-1][1]
+
+        def home(b: int) -> dict[str, Any]:
+            w = workers[min(n - 1, (ranges[b][0] + ranges[b][1]) * n // (2 * total))]
+            return {"workers": [w], "allow_other_workers": True}
+
+        return home
 
     def summary(self) -> tuple[float, float]:
         c = self.client
@@ -248,8 +258,7 @@ class DaskBackend:
         leaves = [
             c.submit(
                 _visit_task, self.V_url, self.H_url, b, *ranges[b], W_f, epoch, scales.get(b),
-                b in fresh, p, key=f"{key}-visit-{b}", retries=3,
-                workers=home(b), allow_other_workers=True,
+                b in fresh, p, key=f"{key}-visit-{b}", retries=3, **home(b),
             )
             for b in blocks
         ]  # fmt: skip

@@ -374,12 +374,11 @@ def run_step(
         # The plain learner's block -> worker preference (its V cache), if the backend has one:
         # where a visit runs, never what it computes.
         homes = getattr(backend, "_homes", None)
-        home = homes() if homes is not None else (lambda b: None)
+        home = homes() if homes is not None else (lambda b: {})
         leaves = [
             c.submit(
                 _visit_task_conv, backend.V_url, backend.H_url, v, W_f, epoch, p,
-                key=f"{key}-visit-{v.block}", retries=3, workers=home(v.block),
-                allow_other_workers=True,
+                key=f"{key}-visit-{v.block}", retries=3, **home(v.block),
             )
             for v in visits
         ]  # fmt: skip

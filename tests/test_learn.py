@@ -225,3 +225,29 @@ def test_bad_input_is_refused_and_nothing_overwritten(
         learn_corpus(tmp_path / "plain.zarr", tmp_path / "m4.zarr", config=LearnConfig(rank=2))
     with pytest.raises(DnmfUsageError, match="beta='hellinger'"):
         LearnConfig.from_options(rank=2, beta="hellinger")
+
+
+def test_blocks_prefer_workers_in_runs_balanced_by_frames(
+    corpus: Path, tmp_path: Path, cluster_client
+) -> None:
+    from distributed import Client, LocalCluster
+
+    from dnmf.learn_dask import DaskBackend
+
+    # 7 blocks, the last one half as long: 3 + 3.5 blocks of frames, not 4 + 2.5.
+    args = (f"{corpus}/V", str(tmp_path / "H"))
+    backend = DaskBackend(cluster_client, *args, block_frames=100, n_frames=650)
+    home = backend._homes()
+    places = [home(b) for b in range(len(backend.blocks()))]
+    assert all(p["allow_other_workers"] and len(p["workers"]) == 1 for p in places)
+    owners = [p["workers"][0] for p in places]
+    assert owners == sorted(owners) and len(set(owners)) == 2  # contiguous runs
+    frames: dict[str, int] = {}
+    for (a, z), o in zip(backend.blocks(), owners, strict=True):
+        frames[o] = frames.get(o, 0) + z - a
+    assert sorted(frames.values()) == [300, 350]
+    # A scheduler that knows no worker yet: no placement at all (submit refuses
+    # allow_other_workers without workers).
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cl, Client(cl) as c:
+        empty = DaskBackend(c, *args, block_frames=100, n_frames=650)
+        assert empty._homes()(0) == {}
