@@ -541,22 +541,44 @@ def online_update(
     the accumulators carry the dictionary they were computed with, so an
     old step's statistics keep their meaning after W has moved.
     """
-    from dnmf.kernels import EPSILON
-    from dnmf.kernels import gamma as gamma_of
-
-    g = gamma_of(beta)
     W = state.W.astype(np.float64)
-    if beta == 1:
-        sums = np.where(den == 0, 1.0, den)
-        d = np.broadcast_to(sums[None, :], W.shape).copy()
-    elif beta == 2:
-        d = W @ den
-    else:
-        d = den.copy()
+    d = full_denominator(W, den, beta)
     if l1 > 0:
         d += l1
     if l2 > 0:
         d += l2 * W
+    W_new = accumulate(state, W, num, d, beta=beta, rho=rho).astype(state.W.dtype)
+    if fixed is not None:
+        W_new[:, fixed] = state.W[:, fixed]
+    state.W = W_new
+
+
+def full_denominator(W: np.ndarray, den: np.ndarray, beta: float) -> np.ndarray:
+    """A step's denominator statistics in the shape of ``W`` (a fresh array).
+
+    ``den`` is sent in its cheap form (:func:`dnmf.kernels.chunk_stats`): column
+    sums for β = 1, the Gram matrix ``H Hᵀ`` for β = 2.
+    """
+    if beta == 1:
+        sums = np.where(den == 0, 1.0, den)
+        return np.broadcast_to(sums[None, :], W.shape).copy()
+    if beta == 2:
+        return W @ den  # type: ignore[no-any-return]
+    return den.copy()
+
+
+def accumulate(
+    state: LearnState, W: np.ndarray, num: np.ndarray, d: np.ndarray, *, beta: float, rho: float
+) -> np.ndarray:
+    """Fold one step into the accumulators ``A``, ``B`` and return ``(A / B)^γ`` in float64.
+
+    ``W`` is the float64 dictionary the step was computed with, ``d`` its full
+    (penalised) denominator; shared by the NMF and NMFD learners.
+    """
+    from dnmf.kernels import EPSILON
+    from dnmf.kernels import gamma as gamma_of
+
+    g = gamma_of(beta)
     d[d == 0] = EPSILON
     numer = num * (W ** (1.0 / g) if g != 1 else W)
     if state.A is None or state.B is None:
@@ -569,10 +591,7 @@ def online_update(
         W_new **= g
     if beta <= 1:
         W_new[W_new < np.finfo(np.float64).eps] = 0.0
-    W_new = W_new.astype(state.W.dtype)
-    if fixed is not None:
-        W_new[:, fixed] = state.W[:, fixed]
-    state.W = W_new
+    return W_new  # type: ignore[no-any-return]
 
 
 def _normalize(state: LearnState, norm: str, beta: float, fixed: np.ndarray | None) -> None:

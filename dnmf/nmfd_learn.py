@@ -618,35 +618,15 @@ def _online_update(
     ``A ← ρA + W^(1/γ) ⊙ num``, ``B ← ρB + den_full (+ uncorr term)``,
     ``W ← (A / B)^γ``.
     """
-    from dnmf.kernels import EPSILON
-    from dnmf.kernels import gamma as gamma_of
+    from dnmf.learn import accumulate, full_denominator
 
-    beta, T = cfg.beta, cfg.lags
-    g = gamma_of(beta)
     W3 = state.W.astype(np.float64)
     W = stack_templates(W3)
-    if beta == 1:
-        sums = np.where(den == 0, 1.0, den)
-        d = np.broadcast_to(sums[None, :], W.shape).copy()
-    elif beta == 2:
-        d = W @ den
-    else:
-        d = den.copy()
+    d = full_denominator(W, den, cfg.beta)
     if cfg.uncorr_weight > 0:
         d += cfg.uncorr_weight * uncorrelation_term(W3)
-    d[d == 0] = EPSILON
-    numer = num * (W ** (1.0 / g) if g != 1 else W)
-    if state.A is None or state.B is None:
-        state.A, state.B = numer, d
-    else:
-        state.A = rho * state.A + numer
-        state.B = rho * state.B + d
-    W_new = state.A / state.B
-    if g != 1:
-        W_new **= g
-    if beta <= 1:
-        W_new[W_new < np.finfo(np.float64).eps] = 0.0
-    out = unstack_templates(W_new, T).astype(state.W.dtype)
+    W_new = accumulate(state, W, num, d, beta=cfg.beta, rho=rho)
+    out = unstack_templates(W_new, cfg.lags).astype(state.W.dtype)
     if fixed is not None:
         out[:, fixed, :] = state.W[:, fixed, :]
     state.W = out
