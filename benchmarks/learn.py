@@ -715,8 +715,14 @@ def report(res: dict[str, Any]) -> None:
         lo is None or full["model_loss"] >= lo * (1 - 1e-6)
     )
     # the busiest worker's kernel time per full-batch epoch: one task per chunk
-    rounds = math.ceil(math.ceil(c["frames"] / c["chunk_frames"]) / res["workers"])
-    bound = rounds * g1["seconds"] * min(1.0, c["frames"] / c["chunk_frames"])
+    # (blocks go to workers in runs balanced by frames, as DaskBackend._homes places them;
+    # a visit's kernel time taken as proportional to its frames)
+    n_w, total, cf = res["workers"], c["frames"], c["chunk_frames"]
+    share = [0] * n_w
+    for a in range(0, total, cf):
+        z = min(total, a + cf)
+        share[min(n_w - 1, (a + z) * n_w // (2 * total))] += z - a
+    bound = max(share) / cf * g1["seconds"]
     frac = m["batch_chunks"] / mini["n_blocks"]
 
     def run_rows(name: str, run: dict[str, Any]) -> list[tuple[str, str]]:
