@@ -34,6 +34,8 @@ from dnmf.learn import (
 from dnmf.model import ModelStore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from distributed import Client
 
 __all__ = ["LearnResult", "learn_corpus", "resolve_corpus"]
@@ -144,18 +146,7 @@ def learn_corpus(
     corpus_path, ingested = resolve_corpus(
         input_path, workers=workers, scheduler=scheduler, client=client, progress=progress
     )
-    corpus = CorpusStore.open(corpus_path)
-    if corpus.n_frames == 0:
-        raise DnmfUsageError(
-            f"corpus {str(corpus_path)!r} holds no frames; ingest audio into it first"
-        )
-    model_path = Path(output) if output is not None else corpus_path.parent / "model.zarr"
-    block_frames = config.block_frames or corpus.chunk_frames
-    if corpus.chunk_frames % block_frames:
-        raise DnmfUsageError(
-            f"block_frames={block_frames} does not divide the corpus chunk of "
-            f"{corpus.chunk_frames} frames; pass a divisor of {corpus.chunk_frames}"
-        )
+    corpus, model_path, block_frames = open_for_learning(corpus_path, output, config.block_frames)
     check_rank(config, corpus.features.n_bins, corpus.n_frames)
     state: LearnState | None = None
     if resume:
@@ -169,7 +160,6 @@ def learn_corpus(
             "--overwrite to replace it, or -o for another path"
         )
     result = LearnResult(model=str(model_path), corpus=str(corpus_path), ingest=ingested)
-    frames_done = 0
     with connect(workers, scheduler, client=client) as c:
         result.workers = len(c.scheduler_info(n_workers=-1).get("workers", {}))
         result.dashboard = _dashboard(c)
@@ -187,40 +177,81 @@ def learn_corpus(
                 raise
         else:
             result.resumed_from_step = state.global_step
-        if progress and result.dashboard:
-            import sys
-
-            print(f"dashboard: {result.dashboard}", file=sys.stderr)
-        start_steps = state.global_step
-
-        from dnmf.progress import reporter
-
-        with reporter(
-            "learn", config.epochs, enabled=progress,
-            fields="epochs  loss {task.fields[loss]}  {task.fields[fps]:.0f} frames/s",
-            loss="-", fps=0.0,
-        ) as bar:  # fmt: skip
-            bar.update(advance=state.done_epochs)
-
-            def report(p: Progress) -> None:
-                nonlocal frames_done
-                frames_done += p.frames
-                fps = p.frames / p.seconds if p.seconds > 0 else 0.0
-                loss = f"{p.loss:.6g}" if p.loss is not None else "-"
-                bar.update(
-                    advance=1 if p.epoch_done else 0,
-                    fps=fps,
-                    **({"loss": loss} if p.loss is not None else {}),
-                )
-                if on_step is not None:
-                    on_step(p)
-
-            state = learn(
-                config, backend, state, on_step=report, checkpoint=model.save_checkpoint,
+        run_epochs(
+            lambda s, report: learn(
+                config, backend, s, on_step=report, checkpoint=model.save_checkpoint,
                 stop_after_steps=stop_after_steps,
-            )  # fmt: skip
-    finished = state.converged or state.done_epochs >= config.epochs
-    if finished:
+            ),
+            state, model, result, epochs=config.epochs, progress=progress, on_step=on_step, t0=t0,
+        )  # fmt: skip
+    return result
+
+
+def open_for_learning(
+    corpus_path: Path, output: str | os.PathLike[str] | None, block_frames: int | None
+) -> tuple[CorpusStore, Path, int]:
+    """The corpus (refused when empty), the model path and the block size, checked."""
+    corpus = CorpusStore.open(corpus_path)
+    if corpus.n_frames == 0:
+        raise DnmfUsageError(
+            f"corpus {str(corpus_path)!r} holds no frames; ingest audio into it first"
+        )
+    model_path = Path(output) if output is not None else corpus_path.parent / "model.zarr"
+    block_frames = block_frames or corpus.chunk_frames
+    if corpus.chunk_frames % block_frames:
+        raise DnmfUsageError(
+            f"block_frames={block_frames} does not divide the corpus chunk of "
+            f"{corpus.chunk_frames} frames; pass a divisor of {corpus.chunk_frames}"
+        )
+    return corpus, model_path, block_frames
+
+
+def run_epochs(
+    run: Callable[[LearnState, Callable[[Progress], None]], LearnState],
+    state: LearnState,
+    model: ModelStore,
+    result: LearnResult,
+    *,
+    epochs: int,
+    progress: bool,
+    on_step: Callable[[Progress], None] | None,
+    t0: float,
+) -> LearnState:
+    """Run a learner (``run(state, report)``) under a progress bar and fill ``result``.
+
+    Shared by the NMF and NMFD pipelines: the dashboard line, the bar (epochs,
+    loss, frames/s), the caller's ``on_step``, the final status and the figures.
+    """
+    import sys
+
+    from dnmf.progress import reporter
+
+    if progress and result.dashboard:
+        print(f"dashboard: {result.dashboard}", file=sys.stderr)
+    start_steps = state.global_step
+    frames_done = 0
+    with reporter(
+        "learn", epochs, enabled=progress,
+        fields="epochs  loss {task.fields[loss]}  {task.fields[fps]:.0f} frames/s",
+        loss="-", fps=0.0,
+    ) as bar:  # fmt: skip
+        bar.update(advance=state.done_epochs)
+
+        def report(p: Progress) -> None:
+            nonlocal frames_done
+            frames_done += p.frames
+            fps = p.frames / p.seconds if p.seconds > 0 else 0.0
+            loss = f"{p.loss:.6g}" if p.loss is not None else "-"
+            bar.update(
+                advance=1 if p.epoch_done else 0,
+                fps=fps,
+                **({"loss": loss} if p.loss is not None else {}),
+            )
+            if on_step is not None:
+                on_step(p)
+
+        state = run(state, report)
+    if state.converged or state.done_epochs >= epochs:
         model.finish(state, status="done")
     result.epochs = state.done_epochs
     result.steps = state.global_step - start_steps
@@ -229,7 +260,7 @@ def learn_corpus(
     result.converged = state.converged
     result.wall_seconds = time.perf_counter() - t0
     result.frames_per_second = frames_done / result.wall_seconds if result.wall_seconds else 0.0
-    return result
+    return state
 
 
 def _dashboard(client: Client) -> str | None:

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +23,7 @@ import numpy as np
 from dnmf.cluster import check_compute_options
 from dnmf.corpus import CorpusStore
 from dnmf.errors import DnmfError, DnmfUsageError
-from dnmf.learn import LearnState, Progress
+from dnmf.learn import LearnState
 from dnmf.model import ModelStore
 from dnmf.nmfd_learn import (
     Informed,
@@ -35,7 +33,13 @@ from dnmf.nmfd_learn import (
     learn_nmfd,
     start_state_nmfd,
 )
-from pipelines.learn import LearnResult, _dashboard, resolve_corpus
+from pipelines.learn import (
+    LearnResult,
+    _dashboard,
+    open_for_learning,
+    resolve_corpus,
+    run_epochs,
+)
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -109,18 +113,7 @@ def learn_nmfd_corpus(
     corpus_path, ingested = resolve_corpus(
         input_path, workers=workers, scheduler=scheduler, client=client, progress=progress
     )
-    corpus = CorpusStore.open(corpus_path)
-    if corpus.n_frames == 0:
-        raise DnmfUsageError(
-            f"corpus {str(corpus_path)!r} holds no frames; ingest audio into it first"
-        )
-    model_path = Path(output) if output is not None else corpus_path.parent / "model.zarr"
-    block_frames = config.block_frames or corpus.chunk_frames
-    if corpus.chunk_frames % block_frames:
-        raise DnmfUsageError(
-            f"block_frames={block_frames} does not divide the corpus chunk of "
-            f"{corpus.chunk_frames} frames; pass a divisor of {corpus.chunk_frames}"
-        )
+    corpus, model_path, block_frames = open_for_learning(corpus_path, output, config.block_frames)
     informed = prepare_informed(config, corpus)
     check_config(config, corpus.features.n_bins, corpus.n_frames, informed)
     state: LearnState | None = None
@@ -139,7 +132,6 @@ def learn_nmfd_corpus(
             "--overwrite to replace it, or -o for another path"
         )
     result = LearnResult(model=str(model_path), corpus=str(corpus_path), ingest=ingested)
-    frames_done = 0
     with connect(workers, scheduler, client=client) as c:
         result.workers = len(c.scheduler_info(n_workers=-1).get("workers", {}))
         result.dashboard = _dashboard(c)
@@ -166,41 +158,11 @@ def learn_nmfd_corpus(
             model.meta = meta
         else:
             result.resumed_from_step = state.global_step
-        if progress and result.dashboard:
-            print(f"dashboard: {result.dashboard}", file=sys.stderr)
-        start_steps = state.global_step
-
-        from dnmf.progress import reporter
-
-        with reporter(
-            "learn", config.epochs, enabled=progress,
-            fields="epochs  loss {task.fields[loss]}  {task.fields[fps]:.0f} frames/s",
-            loss="-", fps=0.0,
-        ) as bar:  # fmt: skip
-            bar.update(advance=state.done_epochs)
-
-            def report(p: Progress) -> None:
-                nonlocal frames_done
-                frames_done += p.frames
-                fps = p.frames / p.seconds if p.seconds > 0 else 0.0
-                bar.update(
-                    advance=1 if p.epoch_done else 0, fps=fps,
-                    **({"loss": f"{p.loss:.6g}"} if p.loss is not None else {}),
-                )  # fmt: skip
-                if on_step is not None:
-                    on_step(p)
-
-            state = learn_nmfd(
-                config, backend, state, h_init=h_init_of(config, informed), on_step=report,
+        run_epochs(
+            lambda s, report: learn_nmfd(
+                config, backend, s, h_init=h_init_of(config, informed), on_step=report,
                 checkpoint=model.save_checkpoint, stop_after_steps=stop_after_steps,
-            )  # fmt: skip
-    if state.converged or state.done_epochs >= config.epochs:
-        model.finish(state, status="done")
-    result.epochs = state.done_epochs
-    result.steps = state.global_step - start_steps
-    result.losses = list(state.losses)
-    result.loss = state.losses[-1] if state.losses else None
-    result.converged = state.converged
-    result.wall_seconds = time.perf_counter() - t0
-    result.frames_per_second = frames_done / result.wall_seconds if result.wall_seconds else 0.0
+            ),
+            state, model, result, epochs=config.epochs, progress=progress, on_step=on_step, t0=t0,
+        )  # fmt: skip
     return result
