@@ -98,6 +98,7 @@ def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
                 + (" ..." if len(files) > 5 else "")
             )
     if result.skipped:
-        echo(f"skipped {len(result.skipped)} files that could not be ingested:", err=True)
+        n = len(result.skipped)
+        echo(f"skipped {n} file{'' if n == 1 else 's'} that could not be ingested:", err=True)
         for s in result.skipped:
             echo(f"  {s['file']}: {s['error']}", err=True)

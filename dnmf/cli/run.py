@@ -140,6 +140,7 @@ def _print(result: Any, job_script: str | None, cluster: str | None) -> None:
         f"done: {result.store} in {result.wall_seconds:.1f} s; run log in {result.store}/runs.zarr"
     )
     if result.skipped_files:
-        echo(f"skipped {len(result.skipped_files)} files that could not be ingested:", err=True)
+        n = len(result.skipped_files)
+        echo(f"skipped {n} file{'' if n == 1 else 's'} that could not be ingested:", err=True)
         for s in result.skipped_files:
             echo(f"  {s['file']}: {s['error']}", err=True)
