@@ -95,8 +95,8 @@ def load_V(store: Path) -> np.ndarray:
     return np.ascontiguousarray(corpus.V[:, : corpus.n_frames])
 
 
-def kl(V: np.ndarray, W: np.ndarray, H: np.ndarray) -> float:
-    """d_KL(V | W H) summed, accumulated in float64 (dnmf's and scikit-learn's definition)."""
+def divergence(V: np.ndarray, W: np.ndarray, H: np.ndarray) -> float:
+    """d_beta(V | W H) summed, accumulated in float64 (dnmf's and scikit-learn's definition)."""
     return beta_divergence(V, W, H, BETA)
 
 
@@ -234,7 +234,7 @@ def sklearn_nmf(X: np.ndarray, V: np.ndarray, n_iter: int) -> dict[str, Any]:
     return {
         "seconds": wall,
         "n_iter": int(est.n_iter_),
-        "loss": kl(V, est.components_.T, Wsk.T),
+        "loss": divergence(V, est.components_.T, Wsk.T),
         "loss_sklearn": float(est.reconstruction_err_) ** 2 / 2,  # its float32 evaluation
         "W": Wsk,
         "H": est.components_,
@@ -255,12 +255,12 @@ def sklearn_nmf_trace(X: np.ndarray, V: np.ndarray, n_iter: int, every: int) -> 
     est = NMF(init="random", max_iter=every, **common)
     Wsk = est.fit_transform(X)
     H = est.components_
-    losses = [kl(V, H.T, Wsk.T)]
+    losses = [divergence(V, H.T, Wsk.T)]
     for _ in range(every, n_iter, every):
         est = NMF(init="custom", max_iter=every, **common)
         Wsk = est.fit_transform(X, W=Wsk, H=H)
         H = est.components_
-        losses.append(kl(V, H.T, Wsk.T))
+        losses.append(divergence(V, H.T, Wsk.T))
     return losses
 
 
@@ -320,7 +320,7 @@ def sklearn_minibatch(
         online.append(cost)
         W_frames = np.empty_like(W)
         W_frames[perm] = W
-        losses.append(kl(V, H.T, W_frames.T))
+        losses.append(divergence(V, H.T, W_frames.T))
         if epoch == 0:
             H_first = H.copy()
         off_clock += time.perf_counter() - now
@@ -363,7 +363,7 @@ def model_loss(model_path: Path, V: np.ndarray) -> tuple[float, int]:
     assert state.pending is not None
     block = int(model.meta["block_frames"])
     scale = np.repeat(state.pending, block, axis=0)[: H.shape[1]].T.astype(H.dtype)
-    return kl(V, state.W, H * scale), done
+    return divergence(V, state.W, H * scale), done
 
 
 def dnmf_run(

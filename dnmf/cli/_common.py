@@ -62,3 +62,13 @@ def handle_errors(fn: F) -> F:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_skipped(skipped: list[dict[str, str]]) -> None:
+    """The files an ingest skipped, one line each with its reason, on stderr."""
+    if not skipped:
+        return
+    n = len(skipped)
+    typer.echo(f"skipped {n} file{'' if n == 1 else 's'} that could not be ingested:", err=True)
+    for s in skipped:
+        typer.echo(f"  {s['file']}: {s['error']}", err=True)

@@ -14,6 +14,7 @@ from dnmf.cli._common import (
     WorkersOpt,
     handle_errors,
     print_json,
+    print_skipped,
 )
 
 
@@ -97,8 +98,4 @@ def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
                 + ", ".join(files[:5])
                 + (" ..." if len(files) > 5 else "")
             )
-    if result.skipped:
-        n = len(result.skipped)
-        echo(f"skipped {n} file{'' if n == 1 else 's'} that could not be ingested:", err=True)
-        for s in result.skipped:
-            echo(f"  {s['file']}: {s['error']}", err=True)
+    print_skipped(result.skipped)

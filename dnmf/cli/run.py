@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from dnmf.cli._common import JsonOpt, QuietOpt, SchedulerOpt, WorkersOpt, handle_errors, print_json
+from dnmf.cli._common import (
+    JsonOpt,
+    QuietOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    handle_errors,
+    print_json,
+    print_skipped,
+)
 
 
 @handle_errors
@@ -139,8 +147,4 @@ def _print(result: Any, job_script: str | None, cluster: str | None) -> None:
     echo(
         f"done: {result.store} in {result.wall_seconds:.1f} s; run log in {result.store}/runs.zarr"
     )
-    if result.skipped_files:
-        n = len(result.skipped_files)
-        echo(f"skipped {n} file{'' if n == 1 else 's'} that could not be ingested:", err=True)
-        for s in result.skipped_files:
-            echo(f"  {s['file']}: {s['error']}", err=True)
+    print_skipped(result.skipped_files)
