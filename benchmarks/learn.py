@@ -59,7 +59,7 @@ import numpy as np
 import soundfile as sf
 
 from dnmf.demo import synth_piece
-from dnmf.kernels import beta_divergence
+from dnmf.nmf.kernels import beta_divergence
 from pipelines.ingest import ingest
 
 RANK = 64
@@ -89,7 +89,7 @@ def make_corpus(root: Path, minutes: float, seed: int = 0) -> list[Path]:
 
 def load_V(store: Path) -> np.ndarray:
     """The whole spectrogram (bins, frames) float32, once, for the in-memory references."""
-    from dnmf.corpus import CorpusStore
+    from dnmf.io.corpus import CorpusStore
 
     corpus = CorpusStore.open(store)
     return np.ascontiguousarray(corpus.V[:, : corpus.n_frames])
@@ -172,8 +172,8 @@ def gemm_efficiency(V: np.ndarray, chunk_frames: int, reps: int) -> dict[str, An
     """chunk_stats on one full chunk vs numpy float32 GEMMs of its shapes, one thread each."""
     from threadpoolctl import threadpool_limits
 
-    from dnmf.init import random_H, random_W, scale_for
-    from dnmf.kernels import chunk_stats
+    from dnmf.nmf.init import random_H, random_W, scale_for
+    from dnmf.nmf.kernels import chunk_stats
 
     n_bins = V.shape[0]
     cols = np.arange(chunk_frames) % V.shape[1]  # a short corpus is wrapped to a full chunk
@@ -353,7 +353,7 @@ def model_loss(model_path: Path, V: np.ndarray) -> tuple[float, int]:
     """d(V | W H) of the model store's last checkpoint: its W and the H of its epoch's buffer."""
     import zarr
 
-    from dnmf.model import ModelStore
+    from dnmf.io.model import ModelStore
 
     model = ModelStore.open(model_path)
     state = model.load_checkpoint()
@@ -441,7 +441,7 @@ def overhead_run(
     caches) is left out of the per-epoch figure.
     """
     from dnmf.cluster import connect
-    from dnmf.model import ModelStore
+    from dnmf.io.model import ModelStore
     from pipelines.learn import learn_corpus
 
     ends: list[float] = []
@@ -467,7 +467,7 @@ def overhead_run(
 
 
 def _config(args: argparse.Namespace, minibatch: bool, epochs: int) -> Any:
-    from dnmf.learn import LearnConfig
+    from dnmf.nmf.learner import LearnConfig
 
     if not minibatch:
         return LearnConfig(rank=RANK, beta=BETA, epochs=epochs, tol=0.0)
@@ -578,7 +578,7 @@ def main() -> None:
             ing = ingest(tmp / "audio", store)
         V = load_V(store)
         X = np.ascontiguousarray(V.T)
-        from dnmf.corpus import CorpusStore
+        from dnmf.io.corpus import CorpusStore
 
         chunk_frames = CorpusStore.open(store).chunk_frames
         res["corpus"] = {
@@ -646,7 +646,7 @@ def main() -> None:
             _log(f"{key}: {run['epochs']} epochs, best {run['best_loss']:.6g}, "
                  f"to L* {_t(run['time_to_L*'])} (stopped: {run['stopped']})")  # fmt: skip
         if args.overhead_epochs:
-            from dnmf.learn import LearnConfig
+            from dnmf.nmf.learner import LearnConfig
 
             ocfg = LearnConfig(rank=RANK, beta=BETA, epochs=args.overhead_epochs, tol=0.0)
             ov: dict[str, Any] = {"epochs": args.overhead_epochs}

@@ -87,8 +87,8 @@ def libnmfd_nmfd(V: np.ndarray, W0: np.ndarray, H0: np.ndarray, n_iter: int) -> 
 
 
 def write_store(path: Path, V: np.ndarray, chunk_frames: int = 8192) -> Path:
-    from dnmf.corpus import CorpusStore, FileRecord
-    from dnmf.features import FeatureConfig
+    from dnmf.audio.features import FeatureConfig
+    from dnmf.io.corpus import CorpusStore, FileRecord
 
     store = CorpusStore.create(path, FeatureConfig(sr=SR, n_fft=N_FFT, hop_length=HOP),
                                chunk_frames=chunk_frames, source="benchmark")  # fmt: skip
@@ -102,9 +102,9 @@ def part_compare(args: argparse.Namespace, tmp: Path) -> None:
     from threadpoolctl import threadpool_limits
 
     from dnmf.cluster import connect
-    from dnmf.model import ModelStore
-    from dnmf.nmfd import beta_divergence_conv
-    from dnmf.nmfd_learn import NMFDConfig, fit_nmfd
+    from dnmf.io.model import ModelStore
+    from dnmf.nmf.lags import beta_divergence_conv
+    from dnmf.nmf.nmfd_learner import NMFDConfig, fit_nmfd
     from pipelines.learn import learn_corpus
 
     V = spectrogram(args.seconds)
@@ -166,7 +166,7 @@ def part_corpus(args: argparse.Namespace, tmp: Path) -> None:
     import psutil
 
     from dnmf.cluster import connect
-    from dnmf.nmfd_learn import NMFDConfig
+    from dnmf.nmf.nmfd_learner import NMFDConfig
     from pipelines.learn import learn_corpus
 
     base = spectrogram(args.seconds).astype(np.float32)
@@ -186,8 +186,8 @@ def part_corpus(args: argparse.Namespace, tmp: Path) -> None:
           f"{base.shape[0] * n_frames * 4 / 2**30:.2f} GiB float32 on disk; libnmfd would need "
           f"{need / 2**30:.1f} GiB")  # fmt: skip
 
-    from dnmf.corpus import CorpusStore, FileRecord
-    from dnmf.features import FeatureConfig
+    from dnmf.audio.features import FeatureConfig
+    from dnmf.io.corpus import CorpusStore, FileRecord
 
     t0 = time.perf_counter()
     store = CorpusStore.create(tmp / "big.zarr", FeatureConfig(sr=SR, n_fft=N_FFT, hop_length=HOP),

@@ -9,8 +9,8 @@ A corpus of audio becomes a chunked spectrogram ``V (bin, frame)`` in Zarr
 from __future__ import annotations
 
 from dnmf._version import __version__
+from dnmf.audio.features import FeatureConfig
 from dnmf.errors import DnmfError, DnmfUsageError, DnmfWarning
-from dnmf.features import FeatureConfig
 
 __all__ = [
     "NMF",
@@ -29,7 +29,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # The estimator pulls in scikit-learn: import it only when asked for.
     if name == "NMF":
-        from dnmf.estimator import NMF
+        from dnmf.nmf.estimator import NMF
 
         return NMF
     if name in ("open_corpus", "open_model", "open_activations", "file_frames"):

@@ -17,7 +17,7 @@ from typing import Any
 import xarray as xr
 
 from dnmf.errors import DnmfUsageError, StoreFormatError
-from dnmf.store import open_group, read_meta
+from dnmf.io.store import open_group, read_meta
 
 __all__ = ["file_frames", "open_activations", "open_corpus", "open_model"]
 

@@ -136,8 +136,8 @@ def warm_up() -> None:
     import zarr  # noqa: F401
     from librosa import stft
 
-    import dnmf.features  # noqa: F401
-    from dnmf.kernels import chunk_stats
+    import dnmf.audio.features  # noqa: F401
+    from dnmf.nmf.kernels import chunk_stats
 
     y = np.zeros(4096, dtype=np.float32)
     stft(y, n_fft=1024)

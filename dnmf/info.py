@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from dnmf.store import StorePath, open_group
+from dnmf.io.store import StorePath, open_group
 
 __all__ = ["describe"]
 
 
 def describe(path: StorePath) -> dict[str, Any]:
     """A JSON-ready summary of the dnmf store at ``path``, whatever its kind."""
-    from dnmf.corpus import CorpusStore
     from dnmf.errors import StoreFormatError
+    from dnmf.io.corpus import CorpusStore
 
     group = open_group(path)
     meta = group.attrs.get("dnmf")
@@ -21,7 +21,7 @@ def describe(path: StorePath) -> dict[str, Any]:
     if kind == "corpus":
         return _describe_corpus(CorpusStore.open(path))
     if kind == "model":
-        from dnmf.model import ModelStore
+        from dnmf.io.model import ModelStore
 
         return _describe_model(ModelStore.open(path))
     if kind == "activations":
@@ -32,7 +32,7 @@ def describe(path: StorePath) -> dict[str, Any]:
 
 
 def _describe_activations(path: StorePath, meta: dict[str, Any]) -> dict[str, Any]:
-    from dnmf.store import array
+    from dnmf.io.store import array
 
     group = open_group(path)
     return {

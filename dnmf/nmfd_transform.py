@@ -3,7 +3,7 @@
 With the templates fixed, the activations of a long spectrogram are coupled
 only through the ``T - 1`` frames a template spans, and after ``j`` updates
 a frame's activations depend on the data no more than ``j (T - 1)`` frames
-away (:func:`dnmf.nmfd.halo`). So a chunk ``[a, z)`` is solved *exactly* as
+away (:func:`dnmf.nmf.lags.halo`). So a chunk ``[a, z)`` is solved *exactly* as
 the whole spectrogram would be by solving a window reaching
 ``(n_iter + 1)(T - 1)`` frames before it and ``n_iter (T - 1)`` after it, from
 the same start everywhere, and keeping the chunk's frames
@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dnmf.kernels import beta_divergence
-from dnmf.nmfd import halo, shifted_stack, stack_templates, update_H_conv
+from dnmf.nmf.kernels import beta_divergence
+from dnmf.nmf.lags import halo, shifted_stack, stack_templates, update_H_conv
 
 if TYPE_CHECKING:
-    from dnmf.corpus import CorpusStore
-    from dnmf.model import ModelStore
+    from dnmf.io.corpus import CorpusStore
+    from dnmf.io.model import ModelStore
     from dnmf.transform import Dictionary
 
 __all__ = [
@@ -82,7 +82,7 @@ def solve_window(
     """Activations of the frames ``[start, stop)`` of a window, templates fixed.
 
     Every frame of the window starts at ``avg``; then up to `n_iter`
-    multiplicative updates (:func:`dnmf.nmfd.update_H_conv`), the loss of
+    multiplicative updates (:func:`dnmf.nmf.lags.update_H_conv`), the loss of
     ``[start, stop)`` checked every `check_every` updates and the solve stopped
     when it fell by less than ``tol`` times its first value since the last
     check (scikit-learn's rule, as :func:`dnmf.transform.solve_activations`).
@@ -141,7 +141,7 @@ def export_chunk_conv(
     import zarr
 
     from dnmf.cluster import one_blas_thread
-    from dnmf.store import array
+    from dnmf.io.store import array
 
     W = np.array(W, order="C", copy=True)
     lo, hi = window_of(start, stop, n_frames, W.shape[2], n_iter)
@@ -219,7 +219,7 @@ def solve_in_blocks_conv(
 def model_spectrogram(W: np.ndarray, H: np.ndarray) -> np.ndarray:
     """Λ of a plain (``W @ H``) or convolutive model."""
     if W.ndim == 3:
-        from dnmf.nmfd import conv_model
+        from dnmf.nmf.lags import conv_model
 
         return conv_model(W, H)
     return W @ H

@@ -44,7 +44,7 @@ def plot_store(
     ``activations.png`` of ``file`` (default: the first file).
     """
     from dnmf import api
-    from dnmf.store import open_group
+    from dnmf.io.store import open_group
 
     found = open_group(store).attrs.get("dnmf")
     meta: dict[str, Any] = dict(found) if isinstance(found, dict) else {}

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from dnmf.errors import DnmfPathError, DnmfUsageError
-from dnmf.store import StorePath
+from dnmf.io.store import StorePath
 from dnmf.transform import (
     BLOCK_FRAMES,
     Dictionary,

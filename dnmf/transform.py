@@ -1,10 +1,10 @@
 """Activations of audio files outside the corpus, under a learned dictionary.
 
 A file is decoded, mixed to mono, resampled and turned into ``V`` exactly as
-ingest does (:class:`dnmf.features.SignalReader` and
-:func:`dnmf.features.block_frames` with the model's corpus
-:class:`~dnmf.features.FeatureConfig`), then ``H`` is solved with ``W`` fixed
-by multiplicative updates (:func:`dnmf.kernels.update_H`) from
+ingest does (:class:`dnmf.audio.features.SignalReader` and
+:func:`dnmf.audio.features.block_frames` with the model's corpus
+:class:`~dnmf.audio.features.FeatureConfig`), then ``H`` is solved with ``W`` fixed
+by multiplicative updates (:func:`dnmf.nmf.kernels.update_H`) from
 scikit-learn's ``NMF.transform`` start, ``sqrt(mean(V) / rank)`` everywhere.
 
 Frames are independent given ``W``, so a long file is solved in blocks of
@@ -51,11 +51,11 @@ from typing import Any
 
 import numpy as np
 
-from dnmf.audio import Probe
+from dnmf.audio.decode import Probe
+from dnmf.audio.features import FeatureConfig, SignalReader, n_frames_for, n_output_samples
 from dnmf.errors import DnmfPathError, DnmfUsageError, StoreFormatError
-from dnmf.features import FeatureConfig, SignalReader, n_frames_for, n_output_samples
-from dnmf.model import ModelStore
-from dnmf.store import StorePath
+from dnmf.io.model import ModelStore
+from dnmf.io.store import StorePath
 
 __all__ = [
     "BLOCK_FRAMES",
@@ -123,7 +123,7 @@ def solve_activations(
     avg : float, optional
         The value every entry of H starts from; by default ``sqrt(mean(V) / n_components)``.
     l1_reg, l2_reg : float, default=0.0
-        Absolute L1 and L2 penalties on H (see :func:`dnmf.kernels.update_H`).
+        Absolute L1 and L2 penalties on H (see :func:`dnmf.nmf.kernels.update_H`).
     check_every : int, default=10
         Updates between two convergence checks.
 
@@ -146,7 +146,7 @@ def solve_activations(
     >>> bool(np.abs(W @ H - V).max() < 1e-2 * V.max()), n
     (True, 500)
     """
-    from dnmf.kernels import beta_divergence, update_H
+    from dnmf.nmf.kernels import beta_divergence, update_H
 
     k = W.shape[1]
     if avg is None:
@@ -310,7 +310,7 @@ def open_audio(path: StorePath, features: FeatureConfig) -> tuple[Probe, SignalR
         If the file cannot be used: empty, not audio, truncated, NaN, silent, or
         shorter than one frame at the model's settings.
     """
-    from dnmf.audio import decoder, probe
+    from dnmf.audio.decode import decoder, probe
 
     p = Path(path)
     if not p.exists():
@@ -387,7 +387,7 @@ def _file_blocks(
     tol: float,
     block: int,
 ) -> Iterator[tuple[int, int, np.ndarray, float, int]]:
-    from dnmf.features import block_frames
+    from dnmf.audio.features import block_frames
 
     _, reader, n_frames = opened
 
@@ -490,7 +490,7 @@ def expand_audio_paths(paths: Sequence[StorePath]) -> list[str]:
     DnmfUsageError
         If no file is given, or a file is named twice.
     """
-    from dnmf.audio import scan
+    from dnmf.audio.decode import scan
 
     out: list[str] = []
     for p in paths:
@@ -525,7 +525,7 @@ def _prepare_output(store: Path, overwrite: bool) -> None:
             f"output store {str(store)!r} exists; pass --overwrite to replace it or -o for "
             "another path"
         )
-    from dnmf.store import open_group, read_meta
+    from dnmf.io.store import open_group, read_meta
 
     if store.is_dir() and not any(store.iterdir()):
         return
@@ -595,8 +595,8 @@ def transform_files(
 
     import zarr
 
+    from dnmf.io.store import consolidate, write_meta
     from dnmf.progress import reporter
-    from dnmf.store import consolidate, write_meta
 
     t0 = time.perf_counter()
     check_solver(n_iter, tol)

@@ -24,9 +24,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dnmf.audio.features import FeatureConfig
 from dnmf.errors import DnmfPathError, DnmfUsageError
-from dnmf.features import FeatureConfig
-from dnmf.learn import LearnConfig
+from dnmf.nmf.learner import LearnConfig
 
 __all__ = [
     "ClusterSection",
@@ -45,7 +45,7 @@ class _Section(BaseModel):
 
 
 class IngestSection(FeatureConfig):
-    """:class:`dnmf.features.FeatureConfig` (librosa's names) and the chunking of ``V``."""
+    """:class:`dnmf.audio.features.FeatureConfig` (librosa's names) and the chunking of ``V``."""
 
     chunk_frames: int | None = Field(None, gt=0)
 
@@ -54,7 +54,7 @@ class IngestSection(FeatureConfig):
 
 
 class LearnSection(LearnConfig):
-    """:class:`dnmf.learn.LearnConfig`, and how a grown corpus refines the dictionary.
+    """:class:`dnmf.nmf.learner.LearnConfig`, and how a grown corpus refines the dictionary.
 
     ``refine_epochs`` passes over the whole corpus (old and new frames) start
     from the current dictionary when new files were ingested.

@@ -21,10 +21,10 @@ import numpy as np
 import zarr
 
 from dnmf.cluster import check_compute_options
-from dnmf.corpus import CorpusStore, FileRecord
 from dnmf.errors import StoreMismatchError
-from dnmf.model import ModelStore
-from dnmf.store import array, consolidate, open_group, read_meta, write_meta
+from dnmf.io.corpus import CorpusStore, FileRecord
+from dnmf.io.model import ModelStore
+from dnmf.io.store import array, consolidate, open_group, read_meta, write_meta
 from dnmf.transform import dictionary_fingerprint, solve_activations
 
 if TYPE_CHECKING:

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dnmf.audio import AudioFile, Probe, content_hash, scan
+from dnmf.audio.decode import AudioFile, Probe, content_hash, scan
+from dnmf.audio.features import FeatureConfig, n_frames_for, n_output_samples
 from dnmf.cluster import check_compute_options
-from dnmf.corpus import CorpusStore, FileRecord, Status
 from dnmf.errors import EXIT_OK, EXIT_SKIPPED, DnmfPathError, DnmfUsageError
-from dnmf.features import FeatureConfig, n_frames_for, n_output_samples
+from dnmf.io.corpus import CorpusStore, FileRecord, Status
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -179,10 +179,10 @@ def _ingest_chunk(
     store: str, task: ChunkTask, sources: dict[int, _Source], features: dict[str, Any]
 ) -> tuple[int, int]:
     """Compute and write one chunk task; returns (chunk, frames written)."""
-    from dnmf.audio import decoder
+    from dnmf.audio.decode import decoder
+    from dnmf.audio.features import SignalReader, block_frames
     from dnmf.cluster import one_blas_thread
-    from dnmf.corpus import write_frames
-    from dnmf.features import SignalReader, block_frames
+    from dnmf.io.corpus import write_frames
 
     cfg = FeatureConfig(**features)
     n = task.stop - task.start
@@ -202,7 +202,7 @@ def _ingest_chunk(
 
 
 def _probe_file(path: str) -> Probe:
-    from dnmf.audio import probe
+    from dnmf.audio.decode import probe
 
     return probe(path)
 

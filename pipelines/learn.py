@@ -3,7 +3,7 @@
 plan     the corpus is checked and, for an audio folder, ingested first; the
          blocks and the steps of every epoch follow from the config (pure).
 setup    the model store is created (or opened to resume).
-run      one task per block per step on the cluster (:mod:`dnmf.learn_dask`),
+run      one task per block per step on the cluster (:mod:`dnmf.backends`),
          a checkpoint every few steps and at every epoch's end.
 commit   the final W, loss history and status go into the store's attrs.
 """
@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dnmf.cluster import check_compute_options
-from dnmf.corpus import CorpusStore
 from dnmf.errors import DnmfError, DnmfPathError, DnmfUsageError
-from dnmf.learn import (
+from dnmf.io.corpus import CorpusStore
+from dnmf.io.model import ModelStore
+from dnmf.nmf.learner import (
     LearnConfig,
     LearnState,
     Progress,
@@ -31,7 +32,6 @@ from dnmf.learn import (
     loss_to_error,
     start_state,
 )
-from dnmf.model import ModelStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -138,8 +138,8 @@ def learn_corpus(
             overwrite=overwrite, workers=workers, scheduler=scheduler, client=client,
             progress=progress, on_step=on_step, stop_after_steps=stop_after_steps,
         )  # fmt: skip
+    from dnmf.backends import DaskBackend
     from dnmf.cluster import connect
-    from dnmf.learn_dask import DaskBackend
 
     check_compute_options(workers, scheduler)
     t0 = time.perf_counter()

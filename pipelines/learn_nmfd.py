@@ -1,6 +1,6 @@
 """The learn stage for convolutive models (NMFD): a corpus store becomes a model store.
 
-The stages of :mod:`pipelines.learn` with :mod:`dnmf.nmfd_learn`'s learner:
+The stages of :mod:`pipelines.learn` with :mod:`dnmf.nmf.nmfd_learner`'s learner:
 
 plan     the corpus is checked (an audio folder is ingested first); the
          informed inits are read (pitched combs on the corpus's frequencies,
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dnmf.cluster import check_compute_options
-from dnmf.corpus import CorpusStore
 from dnmf.errors import DnmfError, DnmfUsageError
-from dnmf.learn import LearnState
-from dnmf.model import ModelStore
-from dnmf.nmfd_learn import (
+from dnmf.io.corpus import CorpusStore
+from dnmf.io.model import ModelStore
+from dnmf.nmf.learner import LearnState
+from dnmf.nmf.nmfd_learner import (
     Informed,
     NMFDConfig,
     check_config,
@@ -51,7 +51,7 @@ def _write_axes(
     model: ModelStore, cfg: NMFDConfig, corpus: CorpusStore, informed: Informed
 ) -> None:
     """Component names and lag times beside W (so xarray shows them as coordinates)."""
-    from dnmf.store import write_meta
+    from dnmf.io.store import write_meta
 
     g = model.group
     labels = list(informed.labels) + [""] * (cfg.rank - len(informed.labels))
@@ -72,7 +72,7 @@ def _write_axes(
     meta = dict(model.meta)
     meta["labels"] = labels
     write_meta(g, meta)
-    from dnmf.store import read_meta
+    from dnmf.io.store import read_meta
 
     model.meta = read_meta(g, model.kind, model.path)
 
@@ -95,7 +95,7 @@ def learn_nmfd_corpus(
     """Learn convolutive templates from a corpus store (or an audio folder, ingested first).
 
     Parameters are those of :func:`pipelines.learn.learn_corpus`; ``config``
-    is an :class:`~dnmf.nmfd_learn.NMFDConfig` and ``W_init`` (for
+    is an :class:`~dnmf.nmf.nmfd_learner.NMFDConfig` and ``W_init`` (for
     ``init='custom'``) has shape ``(n_bins, rank, lags)`` (or ``(n_bins,
     rank)``: a plain dictionary, the same spectrum at every lag).
 
@@ -103,10 +103,10 @@ def learn_nmfd_corpus(
     -------
     LearnResult
     """
+    from dnmf.backends import DaskBackend
     from dnmf.cluster import connect
-    from dnmf.informed import prepare_informed
-    from dnmf.learn_dask import DaskBackend
-    from dnmf.store import write_meta
+    from dnmf.io.store import write_meta
+    from dnmf.nmf.informed import prepare_informed
 
     check_compute_options(workers, scheduler)
     t0 = time.perf_counter()

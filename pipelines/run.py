@@ -230,8 +230,8 @@ def dictionary_change(W_old: np.ndarray, W_new: np.ndarray) -> float:
 
 # -- facts (reads only) ------------------------------------------------------------------
 def _ingest_facts(cfg: PipelineConfig) -> IngestFacts:
-    from dnmf.audio import scan
-    from dnmf.corpus import CorpusStore
+    from dnmf.audio.decode import scan
+    from dnmf.io.corpus import CorpusStore
     from pipelines.ingest import diff_files
 
     root = Path(cfg.input)
@@ -274,7 +274,7 @@ def _check_features(cfg: PipelineConfig, corpus: Any) -> None:
 
 
 def _model_facts(path: Path) -> ModelFacts | None:
-    from dnmf.store import open_group, read_meta
+    from dnmf.io.store import open_group, read_meta
 
     if not (path / "zarr.json").exists():
         return None
@@ -283,7 +283,7 @@ def _model_facts(path: Path) -> ModelFacts | None:
 
 
 def _corpus_fingerprint(cfg: PipelineConfig) -> str | None:
-    from dnmf.corpus import CorpusStore
+    from dnmf.io.corpus import CorpusStore
 
     if not (cfg.corpus_path / "zarr.json").exists():
         return None
@@ -291,9 +291,9 @@ def _corpus_fingerprint(cfg: PipelineConfig) -> str | None:
 
 
 def _export_plan_now(cfg: PipelineConfig) -> tuple[StagePlan, bool]:
-    from dnmf.corpus import CorpusStore
-    from dnmf.model import ModelStore
-    from dnmf.store import open_group, read_meta
+    from dnmf.io.corpus import CorpusStore
+    from dnmf.io.model import ModelStore
+    from dnmf.io.store import open_group, read_meta
     from dnmf.transform import dictionary_fingerprint
 
     model = ModelStore.open(cfg.model_path)
@@ -381,7 +381,7 @@ def config_fingerprint(cfg: PipelineConfig) -> str:
 def _append_record(cfg: PipelineConfig, record: StageRecord) -> None:
     import zarr
 
-    from dnmf.store import read_meta, write_meta
+    from dnmf.io.store import read_meta, write_meta
 
     path = cfg.runs_path
     if (path / "zarr.json").exists():
@@ -396,7 +396,7 @@ def _append_record(cfg: PipelineConfig, record: StageRecord) -> None:
 
 def read_run_log(store: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The run log of a pipeline folder (oldest first); empty if it has none."""
-    from dnmf.store import open_group, read_meta
+    from dnmf.io.store import open_group, read_meta
 
     path = Path(store) / "runs.zarr"
     if not (path / "zarr.json").exists():
@@ -645,7 +645,7 @@ def _run_ingest(
         seconds_added=round(r.seconds_added, 3), changed=len(r.changed), removed=len(r.removed),
         skipped=len(r.skipped), skipped_files=r.skipped, workers=r.workers,
     )  # fmt: skip
-    from dnmf.corpus import CorpusStore
+    from dnmf.io.corpus import CorpusStore
 
     counts["corpus_fingerprint"] = CorpusStore.open(cfg.corpus_path).fingerprint()
     return counts
@@ -654,8 +654,8 @@ def _run_ingest(
 def _run_learn(
     cfg: PipelineConfig, plan: StagePlan, get_client: Callable[[], Client], progress: bool
 ) -> dict[str, Any]:
-    from dnmf.model import ModelStore
-    from dnmf.store import consolidate, read_meta, write_meta
+    from dnmf.io.model import ModelStore
+    from dnmf.io.store import consolidate, read_meta, write_meta
     from dnmf.transform import dictionary_fingerprint
     from pipelines.learn import learn_corpus
 

@@ -1,4 +1,4 @@
-"""dnmf.estimator.NMF: scikit-learn's estimator checks, parity with NMF(solver='mu')."""
+"""dnmf.nmf.estimator.NMF: scikit-learn's estimator checks, parity with NMF(solver='mu')."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sklearn.decomposition import NMF as SkNMF
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from dnmf.estimator import NMF
+from dnmf.nmf.estimator import NMF
 
 BETAS = [0.0, 0.5, 1.0, 2.0]
 
@@ -181,7 +181,7 @@ def test_random_init_draws_sklearns_components() -> None:
     from sklearn.decomposition._nmf import _initialize_nmf
 
     _, H0 = _initialize_nmf(X, 4, init="random", random_state=3)
-    from dnmf.learn import LearnConfig, MemoryBackend, initial_W
+    from dnmf.nmf.learner import LearnConfig, MemoryBackend, initial_W
 
     backend = MemoryBackend(np.ascontiguousarray(X.T), X.shape[0])
     avg = float(np.sqrt(X.mean() / 4))
@@ -350,9 +350,9 @@ def test_partial_fit_with_rank_above_batch_frames() -> None:
 def test_docstring_examples_run() -> None:
     import doctest
 
-    import dnmf.estimator
+    import dnmf.nmf.estimator
 
-    result = doctest.testmod(dnmf.estimator, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(dnmf.nmf.estimator, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
 
 

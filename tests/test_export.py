@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import dnmf
-from dnmf.learn import LearnConfig
+from dnmf.nmf.learner import LearnConfig
 from dnmf.transform import activations_for_file, solve_activations
 from pipelines.export import export, plan_export
 from pipelines.ingest import ingest

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dnmf.audio import decoder
-from dnmf.errors import DnmfUsageError
-from dnmf.features import (
+from dnmf.audio.decode import decoder
+from dnmf.audio.features import (
     FeatureConfig,
     SignalReader,
     block_frames,
     n_frames_for,
     n_output_samples,
 )
+from dnmf.errors import DnmfUsageError
 from tests.conftest import tone, write
 
 
@@ -112,7 +112,7 @@ def test_bad_window_is_refused() -> None:
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 6])
 def test_mono_mixdown_is_bitwise_librosa(channels: int) -> None:
-    from dnmf.audio import to_mono
+    from dnmf.audio.decode import to_mono
 
     y = np.random.default_rng(channels).standard_normal((4099, channels)).astype(np.float32)
     want = librosa.to_mono(np.ascontiguousarray(y.T)) if channels > 1 else y[:, 0]

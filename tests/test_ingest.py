@@ -12,9 +12,9 @@ import pytest
 import xarray as xr
 import zarr
 
-from dnmf.corpus import CorpusStore, Status
+from dnmf.audio.features import FeatureConfig
 from dnmf.errors import DnmfPathError, StoreMismatchError
-from dnmf.features import FeatureConfig
+from dnmf.io.corpus import CorpusStore, Status
 from pipelines.ingest import ingest
 from tests.conftest import tone, write
 

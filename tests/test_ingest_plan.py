@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnmf.audio import AudioFile
-from dnmf.corpus import FileRecord, Status
+from dnmf.audio.decode import AudioFile
+from dnmf.io.corpus import FileRecord, Status
 from pipelines.ingest import diff_files, layout
 
 

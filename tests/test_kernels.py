@@ -1,4 +1,4 @@
-"""Tests of dnmf.kernels against scikit-learn's MU solver and against invariants."""
+"""Tests of dnmf.nmf.kernels against scikit-learn's MU solver and against invariants."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.decomposition import NMF, non_negative_factorization
 from sklearn.decomposition._nmf import _beta_divergence, _fit_multiplicative_update
 
-import dnmf.kernels as kernels
+import dnmf.nmf.kernels as kernels
 from dnmf.errors import DnmfUsageError, InvalidDataError
-from dnmf.kernels import (
+from dnmf.nmf.kernels import (
     EPSILON,
     beta_divergence,
     beta_name_to_float,

@@ -11,10 +11,11 @@ import zarr
 from sklearn.decomposition import NMF
 from sklearn.decomposition._nmf import _initialize_nmf
 
-from dnmf.corpus import CorpusStore
+from dnmf.audio.features import FeatureConfig
 from dnmf.errors import DnmfUsageError, InvalidDataError, StoreFormatError, StoreMismatchError
-from dnmf.features import FeatureConfig
-from dnmf.learn import (
+from dnmf.io.corpus import CorpusStore
+from dnmf.io.model import ModelStore
+from dnmf.nmf.learner import (
     LearnConfig,
     MemoryBackend,
     epoch_steps,
@@ -23,7 +24,6 @@ from dnmf.learn import (
     tree_sum,
     visit_block,
 )
-from dnmf.model import ModelStore
 from pipelines.learn import learn_corpus
 
 
@@ -97,7 +97,7 @@ def test_a_retried_visit_reads_and_writes_the_same() -> None:
     V = np.random.default_rng(4).random((10, 50)).astype(np.float32)
     cfg = LearnConfig(rank=3, tol=0, epochs=2)
     state, be = memory_fit(V, cfg, block=25)
-    from dnmf.learn import VisitParams
+    from dnmf.nmf.learner import VisitParams
 
     p = VisitParams(1.0, 2, 0.0, 0.0, 0, state.avg)
     first = visit_block(be, 1, 25, 50, state.W, 2, None, False, p)
@@ -123,7 +123,7 @@ def write_corpus(path: Path, V: np.ndarray, chunk_frames: int) -> Path:
     store = CorpusStore.create(path, cfg, chunk_frames=chunk_frames, source="synthetic")
     store.resize_frames(V.shape[1])
     store.V[:] = V
-    from dnmf.corpus import FileRecord
+    from dnmf.io.corpus import FileRecord
 
     store.commit([FileRecord("x.wav", "h", 0, V.shape[1])], V.shape[1], {"synthetic": True})
     return path
@@ -232,7 +232,7 @@ def test_blocks_prefer_workers_in_runs_balanced_by_frames(
 ) -> None:
     from distributed import Client, LocalCluster
 
-    from dnmf.learn_dask import DaskBackend
+    from dnmf.backends import DaskBackend
 
     # 7 blocks, the last one half as long: 3 + 3.5 blocks of frames, not 4 + 2.5.
     args = (f"{corpus}/V", str(tmp_path / "H"))

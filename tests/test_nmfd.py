@@ -11,8 +11,8 @@ import pytest
 import zarr
 
 from dnmf.errors import DnmfUsageError
-from dnmf.kernels import gamma
-from dnmf.nmfd import (
+from dnmf.nmf.kernels import gamma
+from dnmf.nmf.lags import (
     beta_divergence_conv,
     chunk_stats_conv,
     conv_model,
@@ -21,7 +21,7 @@ from dnmf.nmfd import (
     update_H_conv,
     update_templates,
 )
-from dnmf.nmfd_learn import Informed, NMFDConfig, fit_nmfd
+from dnmf.nmf.nmfd_learner import Informed, NMFDConfig, fit_nmfd
 from tests.test_learn import write_corpus
 
 # --------------------------------------------------------------------------- a reference
@@ -323,7 +323,7 @@ def corpus(tmp_path: Path) -> tuple[Path, np.ndarray]:
 )
 def test_cluster_equals_memory_bitwise(corpus, tmp_path: Path, cluster_client, options) -> None:  # type: ignore[no-untyped-def]
     from dnmf.cluster import connect
-    from dnmf.model import ModelStore
+    from dnmf.io.model import ModelStore
     from pipelines.learn import learn_corpus
 
     path, V = corpus
@@ -340,7 +340,7 @@ def test_cluster_equals_memory_bitwise(corpus, tmp_path: Path, cluster_client, o
 def test_resume_ends_bitwise_where_an_uninterrupted_run_ends(
     corpus, tmp_path: Path, cluster_client
 ) -> None:  # type: ignore[no-untyped-def]
-    from dnmf.model import ModelStore
+    from dnmf.io.model import ModelStore
     from pipelines.learn import learn_corpus
 
     path, _ = corpus
@@ -382,7 +382,7 @@ def test_model_store_and_export(corpus, tmp_path: Path, cluster_client) -> None:
 def test_pitched_combs_sit_on_the_harmonics() -> None:
     import librosa
 
-    from dnmf.informed import midi_to_hz, pitched_templates
+    from dnmf.nmf.informed import midi_to_hz, pitched_templates
 
     freq = librosa.fft_frequencies(sr=22050, n_fft=4096)
     W = pitched_templates(
@@ -402,8 +402,8 @@ def test_pitched_combs_sit_on_the_harmonics() -> None:
 
 
 def test_drum_templates_average_the_samples_at_their_onsets(tmp_path: Path) -> None:
-    from dnmf.features import FeatureConfig
-    from dnmf.informed import drum_templates
+    from dnmf.audio.features import FeatureConfig
+    from dnmf.nmf.informed import drum_templates
     from tests.conftest import write
 
     sr = 16000
@@ -427,7 +427,7 @@ def test_drum_templates_average_the_samples_at_their_onsets(tmp_path: Path) -> N
 
 
 def test_score_csv_rows_are_checked(tmp_path: Path) -> None:
-    from dnmf.informed import read_scores, score_intervals, score_labels
+    from dnmf.nmf.informed import read_scores, score_intervals, score_labels
 
     good = tmp_path / "notes.csv"
     good.write_text("pitch,onset,duration\n# a comment\n64,1.0,0.5\n60,0.0,0.25\n\n60,2,1\n")
@@ -456,7 +456,7 @@ def test_score_csv_rows_are_checked(tmp_path: Path) -> None:
 
 
 def test_score_informed_zeros_stay_zero(corpus, tmp_path: Path, cluster_client) -> None:  # type: ignore[no-untyped-def]
-    from dnmf.model import ModelStore
+    from dnmf.io.model import ModelStore
     from pipelines.learn import learn_corpus
 
     path, _ = corpus  # 700 frames at hop 16 / sr 22050

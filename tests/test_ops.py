@@ -28,7 +28,7 @@ import yaml
 from typer.testing import CliRunner
 
 from dnmf.cli import app
-from dnmf.model import ModelStore
+from dnmf.io.model import ModelStore
 from pipelines.cluster import MissingExtraError, job_script, open_client
 from pipelines.config import ClusterSection, load_config, parse_config
 from pipelines.learn import learn_corpus

@@ -19,8 +19,8 @@ import zarr
 from typer.testing import CliRunner
 
 from dnmf.cli import app
-from dnmf.learn import LearnConfig
-from dnmf.model import ModelStore
+from dnmf.io.model import ModelStore
+from dnmf.nmf.learner import LearnConfig
 from pipelines.config import PipelineConfig, load_config, parse_config
 from pipelines.learn import learn_corpus
 from pipelines.lock import LockInfo, RunLock, read_lock, stale_reason

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from dnmf.model import ModelStore
+from dnmf.io.model import ModelStore
 from pipelines.config import load_config
 from pipelines.learn import learn_corpus
 from pipelines.run import read_run_log

@@ -12,11 +12,11 @@ import soxr
 import typer
 from typer.testing import CliRunner
 
-from dnmf.audio import to_mono
+from dnmf.audio.decode import to_mono
+from dnmf.audio.features import FeatureConfig
 from dnmf.cli.separate import separate_command
 from dnmf.errors import DnmfUsageError
-from dnmf.features import FeatureConfig
-from dnmf.model import ModelStore
+from dnmf.io.model import ModelStore
 from dnmf.separate import alpha_masks, parse_components, parse_groups, separate, sources_for
 from tests.conftest import write
 from tests.test_transform import SR, build_model, high_source, low_source

@@ -14,11 +14,11 @@ import xarray as xr
 import zarr
 from typer.testing import CliRunner
 
+from dnmf.audio.features import FeatureConfig
 from dnmf.cli.transform import transform_command
 from dnmf.errors import DnmfPathError, DnmfUsageError, StoreFormatError
-from dnmf.features import FeatureConfig
-from dnmf.learn import LearnConfig
-from dnmf.model import ModelStore
+from dnmf.io.model import ModelStore
+from dnmf.nmf.learner import LearnConfig
 from dnmf.transform import (
     activations_for_file,
     dictionary_fingerprint,

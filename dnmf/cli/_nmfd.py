@@ -165,8 +165,8 @@ def nmfd_config(
     without ``--rank`` the rank is the number of informed components.
     """
     from dnmf.cli.learn import _dictionary_from
-    from dnmf.informed import read_scores, score_labels
-    from dnmf.nmfd_learn import NMFDConfig
+    from dnmf.nmf.informed import read_scores, score_labels
+    from dnmf.nmf.nmfd_learner import NMFDConfig
 
     W_init = None
     init_name = init or "random"

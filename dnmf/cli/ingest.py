@@ -63,7 +63,7 @@ def ingest_command(
 
         dnmf ingest recordings/ --scheduler tcp://10.0.0.5:8786
     """
-    from dnmf.features import FeatureConfig
+    from dnmf.audio.features import FeatureConfig
     from pipelines.ingest import ingest
 
     cfg = FeatureConfig.from_options(

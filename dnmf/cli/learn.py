@@ -156,7 +156,7 @@ def learn_command(
 def _plain_config(
     rank: int | None, init: str | None, fixed: tuple[int, ...], **options: Any
 ) -> tuple[Any, Any]:
-    from dnmf.learn import LearnConfig
+    from dnmf.nmf.learner import LearnConfig
 
     if rank is None:
         raise DnmfUsageError("--rank is missing; pass the number of components, e.g. --rank 64")
@@ -202,7 +202,7 @@ def _run(
 def _dictionary_from(path: str) -> Any:
     from pathlib import Path
 
-    from dnmf.model import ModelStore
+    from dnmf.io.model import ModelStore
 
     if not Path(path).exists():
         raise DnmfUsageError(

@@ -37,7 +37,7 @@ into the arrays it is given, so a retried task sees the same inputs.
 Examples
 --------
 >>> import numpy as np
->>> from dnmf.kernels import chunk_stats, update_W
+>>> from reference_v0.kernels import chunk_stats, update_W
 >>> rng = np.random.default_rng(0)
 >>> V = rng.random((6, 10), dtype=np.float32)
 >>> W = rng.random((6, 2), dtype=np.float32)
@@ -458,7 +458,7 @@ def update_H(
             W.T @ V, W.T @ W, H, n_iter=n_iter, l1_reg=l1_reg, l2_reg=l2_reg, exponent=exponent
         )
         return H
-    from dnmf import _fused
+    from dnmf.nmf import _fused
 
     W_sum = W.sum(axis=0)[:, np.newaxis] if beta == 1 else None
     for _ in range(n_iter):
@@ -609,7 +609,7 @@ def chunk_stats(
     if n > 0:
         H = update_H(V, W, H, beta=beta, n_iter=n, l1_reg=l1_reg_H, l2_reg=l2_reg_H)
     L = W @ H
-    from dnmf import _fused
+    from dnmf.nmf import _fused
 
     if _fused.fits(V, L) and beta in (0.0, 1.0):
         if beta == 1:

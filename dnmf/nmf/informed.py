@@ -34,9 +34,9 @@ import numpy as np
 from dnmf.errors import DnmfPathError, DnmfUsageError
 
 if TYPE_CHECKING:
-    from dnmf.corpus import CorpusStore
-    from dnmf.features import FeatureConfig
-    from dnmf.nmfd_learn import Informed, NMFDConfig
+    from dnmf.audio.features import FeatureConfig
+    from dnmf.io.corpus import CorpusStore
+    from dnmf.nmf.nmfd_learner import Informed, NMFDConfig
 
 __all__ = [
     "Note",
@@ -198,8 +198,8 @@ def drum_templates(
         No such folder, no class folders, a class folder without audio, or a
         sample that cannot be read.
     """
-    from dnmf.audio import scan
-    from dnmf.features import block_frames
+    from dnmf.audio.decode import scan
+    from dnmf.audio.features import block_frames
     from dnmf.transform import open_audio
 
     root = Path(folder)
@@ -429,8 +429,8 @@ def score_intervals(
 
 def prepare_informed(cfg: NMFDConfig, corpus: CorpusStore) -> Informed:
     """The informed templates, component names and score of ``cfg`` on ``corpus``."""
-    from dnmf.nmfd_learn import Informed
-    from dnmf.store import array
+    from dnmf.io.store import array
+    from dnmf.nmf.nmfd_learner import Informed
 
     W = None
     labels: list[str] = []

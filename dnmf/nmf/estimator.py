@@ -5,10 +5,10 @@
 activations ``(n_samples, n_components)`` and ``components_`` is the
 dictionary ``(n_components, n_features)``, exactly as
 ``sklearn.decomposition.NMF`` and ``librosa.decompose.decompose`` expect.
-Underneath it runs the learner of ``dnmf learn`` (:func:`dnmf.learn.learn`),
-in this process on a :class:`dnmf.learn.MemoryBackend`, or on the Dask
+Underneath it runs the learner of ``dnmf learn`` (:func:`dnmf.nmf.learner.learn`),
+in this process on a :class:`dnmf.nmf.learner.MemoryBackend`, or on the Dask
 cluster of the current ``distributed.Client`` through
-:class:`dnmf.learn_dask.DaskBackend` when ``X`` is a Dask array. With the
+:class:`dnmf.backends.DaskBackend` when ``X`` is a Dask array. With the
 default ``batch_size`` and ``batch_blocks`` it is scikit-learn's
 ``NMF(solver='mu')``, iteration for iteration; with ``batch_blocks`` set it is
 the minibatch NMF of DESIGN.md section 3.
@@ -16,7 +16,7 @@ the minibatch NMF of DESIGN.md section 3.
 Examples
 --------
 >>> import numpy as np
->>> from dnmf.estimator import NMF
+>>> from dnmf.nmf.estimator import NMF
 >>> X = np.random.default_rng(0).random((50, 12))
 >>> model = NMF(n_components=3, beta_loss="kullback-leibler", random_state=0, tol=0, max_iter=50)
 >>> activations = model.fit_transform(X)
@@ -41,11 +41,11 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
+from dnmf.audio.features import describe_validation_error
 from dnmf.errors import DnmfUsageError
-from dnmf.features import describe_validation_error
-from dnmf.init import random_H, scale_for
-from dnmf.kernels import beta_divergence, beta_name_to_float, update_H
-from dnmf.learn import (
+from dnmf.nmf.init import random_H, scale_for
+from dnmf.nmf.kernels import beta_divergence, beta_name_to_float, update_H
+from dnmf.nmf.learner import (
     BlockIO,
     LearnConfig,
     LearnState,
@@ -170,7 +170,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
 
     See Also
     --------
-    dnmf.learn.learn : the learner this estimator runs.
+    dnmf.nmf.learner.learn : the learner this estimator runs.
     sklearn.decomposition.NMF : the reference of the full-batch results.
 
     Notes
@@ -186,7 +186,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from dnmf.estimator import NMF
+    >>> from dnmf.nmf.estimator import NMF
     >>> X = np.abs(np.random.default_rng(0).standard_normal((40, 6)))
     >>> model = NMF(n_components=2, beta_loss=1, max_iter=100, tol=0, random_state=0)
     >>> W = model.fit_transform(X)
@@ -520,7 +520,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     def partial_fit(self, X: Any, y: Any = None, W: Any = None, H: Any = None) -> NMF:
         """One minibatch step of the dictionary on the frames of X.
 
-        The online accumulators of the learner (:func:`dnmf.learn.online_update`)
+        The online accumulators of the learner (:func:`dnmf.nmf.learner.online_update`)
         are kept across calls and forget ``forget_factor`` per call, as
         scikit-learn's ``MiniBatchNMF.partial_fit``: a stream of batches is
         learned as ``dnmf learn`` learns a corpus, step by step. The first call
@@ -599,7 +599,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
 
         As scikit-learn's ``NMF(solver='mu').transform``: start from
         ``sqrt(mean(X) / n_components)`` everywhere, run up to ``max_iter``
-        multiplicative updates (:func:`dnmf.kernels.update_H`) with the
+        multiplicative updates (:func:`dnmf.nmf.kernels.update_H`) with the
         convergence test every 10.
 
         Parameters
@@ -718,7 +718,8 @@ class _DaskRun:
     def __init__(self, client: Client, X: Any, block_frames: int, rank: int) -> None:
         import dask.array as da
 
-        from dnmf.learn_dask import DaskBackend, create_H_buffers
+        from dnmf.backends import DaskBackend
+        from dnmf.io.blocks import create_H_buffers
 
         self.client = client
         self.root = tempfile.mkdtemp(prefix="dnmf-nmf-")
@@ -744,9 +745,9 @@ class _DaskRun:
     def error(
         self, W: np.ndarray, buffer: int, pending: np.ndarray | None, seeded: Seeded, beta: float
     ) -> float:
-        # Tasks of dnmf.learn_dask, dnmf.init and dnmf.kernels only, the arithmetic
+        # Tasks of dnmf.backends, dnmf.nmf.init and dnmf.nmf.kernels only, the arithmetic
         # of _block_loss: the workers never import this module (nor scikit-learn).
-        from dnmf.learn_dask import ZarrBlockIO
+        from dnmf.io.blocks import ZarrBlockIO
 
         c = self.client
         io = ZarrBlockIO(self.V_url, self.H_url)
@@ -813,7 +814,7 @@ def _fresh_state(cfg: LearnConfig, backend: Any, W: np.ndarray, avg: float) -> L
 
 
 def _start_state(cfg: LearnConfig, backend: Any, W_init: np.ndarray | None) -> LearnState:
-    """:func:`dnmf.learn.start_state` without its rank bound.
+    """:func:`dnmf.nmf.learner.start_state` without its rank bound.
 
     scikit-learn accepts ``n_components > min(n_samples, n_features)``, and a
     ``partial_fit`` batch may have fewer frames than the rank; the fixed
@@ -838,9 +839,9 @@ def _online_step(
 ) -> None:
     """One minibatch step over all blocks of ``backend`` with the online accumulators.
 
-    What :func:`dnmf.learn.learn` does for one step of an epoch, for a batch
+    What :func:`dnmf.nmf.learner.learn` does for one step of an epoch, for a batch
     that is a whole pass of its own: visit every block (epoch 0: seeded or
-    given H, written to buffer 1), then :func:`dnmf.learn.online_update` with
+    given H, written to buffer 1), then :func:`dnmf.nmf.learner.online_update` with
     forgetting ``rho`` and the normalisation.
     """
     beta = cfg.beta

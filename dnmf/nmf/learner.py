@@ -22,7 +22,7 @@ scale waits in ``pending[b]`` and is applied when block ``b`` is next read.
 
 Two backends run the same :func:`visit_block`: :class:`MemoryBackend` (NumPy
 arrays in this process, for :class:`dnmf.NMF` and tests) and
-:class:`dnmf.learn_dask.DaskBackend` (a corpus store on a Dask cluster). The
+:class:`dnmf.backends.DaskBackend` (a corpus store on a Dask cluster). The
 arithmetic is the same, so are the results, bit for bit.
 """
 
@@ -37,9 +37,9 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dnmf.audio.features import describe_validation_error
 from dnmf.errors import DnmfUsageError
-from dnmf.features import describe_validation_error
-from dnmf.kernels import beta_name_to_float, chunk_stats, normalize_W, update_W
+from dnmf.nmf.kernels import beta_name_to_float, chunk_stats, normalize_W, update_W
 
 __all__ = [
     "Backend",
@@ -216,7 +216,7 @@ def visit_block(
     Reads buffer ``epoch % 2`` (or seeds H when the block is ``fresh``),
     writes buffer ``(epoch + 1) % 2``: never what it reads.
     """
-    from dnmf.init import random_H
+    from dnmf.nmf.init import random_H
 
     # A deserialized array may not even be element-aligned, and BLAS rounds an
     # unaligned operand differently: a fresh copy makes every worker compute alike.
@@ -297,7 +297,7 @@ class MemoryBackend:
         self.H[buffer][:, start:stop] = H  # type: ignore[index]
 
     def summary(self) -> tuple[float, float]:
-        from dnmf.kernels import check_nonnegative
+        from dnmf.nmf.kernels import check_nonnegative
 
         parts = []
         for b, (a, z) in enumerate(self.blocks()):
@@ -373,7 +373,7 @@ def initial_W(
     cfg: LearnConfig, backend: Backend, avg: float, W_init: np.ndarray | None
 ) -> np.ndarray:
     """The dictionary to start from, per ``cfg.init``."""
-    from dnmf import init as inits
+    from dnmf.nmf import init as inits
 
     k, n_bins = cfg.rank, backend.n_bins
     if cfg.init == "custom":
@@ -416,7 +416,7 @@ def start_state(cfg: LearnConfig, backend: Backend, W_init: np.ndarray | None = 
     """Validate the data and set up the state of epoch 0."""
     check_rank(cfg, backend.n_bins, backend.n_frames)
     total, count = backend.summary()
-    from dnmf.init import scale_for
+    from dnmf.nmf.init import scale_for
 
     avg = scale_for(total / max(count, 1.0), cfg.rank)
     W = initial_W(cfg, backend, avg, W_init)
@@ -556,7 +556,7 @@ def online_update(
 def full_denominator(W: np.ndarray, den: np.ndarray, beta: float) -> np.ndarray:
     """A step's denominator statistics in the shape of ``W`` (a fresh array).
 
-    ``den`` is sent in its cheap form (:func:`dnmf.kernels.chunk_stats`): column
+    ``den`` is sent in its cheap form (:func:`dnmf.nmf.kernels.chunk_stats`): column
     sums for β = 1, the Gram matrix ``H Hᵀ`` for β = 2.
     """
     if beta == 1:
@@ -575,8 +575,8 @@ def accumulate(
     ``W`` is the float64 dictionary the step was computed with, ``d`` its full
     (penalised) denominator; shared by the NMF and NMFD learners.
     """
-    from dnmf.kernels import EPSILON
-    from dnmf.kernels import gamma as gamma_of
+    from dnmf.nmf.kernels import EPSILON
+    from dnmf.nmf.kernels import gamma as gamma_of
 
     g = gamma_of(beta)
     d[d == 0] = EPSILON
@@ -610,7 +610,7 @@ def _normalize(state: LearnState, norm: str, beta: float, fixed: np.ndarray | No
     assert state.pending is not None
     state.pending *= scale[None, :]
     if state.A is not None and state.B is not None:
-        from dnmf.kernels import gamma as gamma_of
+        from dnmf.nmf.kernels import gamma as gamma_of
 
         state.A = state.A * scale[None, :] ** (1.0 - 1.0 / gamma_of(beta))
         state.B = state.B * scale[None, :]

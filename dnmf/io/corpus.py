@@ -29,9 +29,9 @@ from typing import Any, ClassVar
 import numpy as np
 import zarr
 
+from dnmf.audio.features import FeatureConfig, frequencies
 from dnmf.errors import StoreMismatchError
-from dnmf.features import FeatureConfig, frequencies
-from dnmf.store import StorePath, array, consolidate, open_group, read_meta, write_meta
+from dnmf.io.store import StorePath, array, consolidate, open_group, read_meta, write_meta
 
 __all__ = ["CorpusStore", "FileRecord", "Status"]
 

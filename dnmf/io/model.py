@@ -28,11 +28,11 @@ import numpy as np
 import zarr
 
 from dnmf.errors import StoreMismatchError
-from dnmf.learn import LearnConfig, LearnState
-from dnmf.store import StorePath, array, consolidate, open_group, read_meta, write_meta
+from dnmf.io.store import StorePath, array, consolidate, open_group, read_meta, write_meta
+from dnmf.nmf.learner import LearnConfig, LearnState
 
 if TYPE_CHECKING:
-    from dnmf.corpus import CorpusStore
+    from dnmf.io.corpus import CorpusStore
 
 __all__ = ["ModelStore"]
 
@@ -60,7 +60,7 @@ class ModelStore:
         cls, path: StorePath, cfg: LearnConfig, corpus: CorpusStore, *, block_frames: int
     ) -> ModelStore:
         """A new model store for learning ``cfg`` on ``corpus`` (replaces what is at ``path``)."""
-        from dnmf.learn_dask import create_H_buffers
+        from dnmf.io.blocks import create_H_buffers
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(str(path), mode="w", zarr_format=3)
@@ -110,7 +110,7 @@ class ModelStore:
     @property
     def config(self) -> LearnConfig:
         if self.is_nmfd:
-            from dnmf.nmfd_learn import NMFDConfig
+            from dnmf.nmf.nmfd_learner import NMFDConfig
 
             return NMFDConfig(**self.meta["config"])
         return LearnConfig(**self.meta["config"])

@@ -4,7 +4,7 @@ NumPy makes one pass over ``Λ`` per operation (floor, divide, log, mask,
 multiply, masked sum); on a chunk of 1025 x 8192 those passes took twice as
 long as the matrix products themselves. Each function here is one pass that
 does the same float32 arithmetic, element by element, as the NumPy sequence it
-replaces in :mod:`dnmf.kernels`:
+replaces in :mod:`dnmf.nmf.kernels`:
 
 * the floor and the ratio are IEEE ``max`` and ``/`` in float32, so the ratio
   matrix (and hence every update of W and H) is bitwise NumPy's;
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from dnmf.kernels import EPSILON
+from dnmf.nmf.kernels import EPSILON
 
 __all__ = ["fits", "is_factors", "is_loss_terms", "kl_loss_terms", "kl_ratio"]
 

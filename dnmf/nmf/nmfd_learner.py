@@ -1,20 +1,20 @@
 """The distributed NMFD learner: chunk visits with halos, a fixed-order reduction, W per lag.
 
-The plain learner's design (:mod:`dnmf.learn`, DESIGN.md sections 3 and 4) with
+The plain learner's design (:mod:`dnmf.nmf.learner`, DESIGN.md sections 3 and 4) with
 convolutive templates ``W (n_bins, n_components, n_lags)``:
 
 * An epoch visits every block of frames once, in steps of ``batch_chunks``
-  blocks (:func:`dnmf.learn.epoch_steps`). A visit (:func:`visit_block_conv`)
+  blocks (:func:`dnmf.nmf.learner.epoch_steps`). A visit (:func:`visit_block_conv`)
   reads ``V`` and the activations of its block **and of a halo** around it
-  (:func:`dnmf.nmfd.halo`: ``(n_inner + 1)(T - 1)`` frames before,
+  (:func:`dnmf.nmf.lags.halo`: ``(n_inner + 1)(T - 1)`` frames before,
   ``n_inner (T - 1)`` after, from the neighbouring blocks' H), runs
   ``n_inner`` updates of H on that window, writes back its own frames only
   (H stays chunk-aligned, one writer per chunk) and returns the statistics of
-  its own frames for every lag (:func:`dnmf.nmfd.chunk_stats_conv`).
+  its own frames for every lag (:func:`dnmf.nmf.lags.chunk_stats_conv`).
 * The statistics of a step are summed in the fixed binary tree of
-  :func:`dnmf.learn.tree_sum`, so W is bitwise the same for any number of
+  :func:`dnmf.nmf.learner.tree_sum`, so W is bitwise the same for any number of
   workers, and the templates are updated at once for every lag
-  (:func:`dnmf.nmfd.update_templates`); each template (all its lags) is then
+  (:func:`dnmf.nmf.lags.update_templates`); each template (all its lags) is then
   normalised, its scale waiting in ``pending`` until its blocks are read.
 * H is double-buffered as in the plain learner: epoch ``e`` reads buffer
   ``e % 2`` and writes the other. A neighbour's halo is read from the buffer
@@ -27,7 +27,7 @@ convolutive templates ``W (n_bins, n_components, n_lags)``:
 With one step per epoch over all blocks (the default), an epoch is exactly
 ``n_inner`` multiplicative updates of H followed by one of W on the whole
 corpus, as a whole-spectrogram NMFD would do (tested to float64 rounding).
-Minibatch steps use the online accumulators of :func:`dnmf.learn.online_update`
+Minibatch steps use the online accumulators of :func:`dnmf.nmf.learner.online_update`
 on the stacked templates.
 """
 
@@ -42,7 +42,16 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from dnmf.errors import DnmfUsageError
-from dnmf.learn import (
+from dnmf.nmf.lags import (
+    chunk_stats_conv,
+    halo,
+    normalize_templates,
+    stack_templates,
+    uncorrelation_term,
+    unstack_templates,
+    update_templates,
+)
+from dnmf.nmf.learner import (
     Backend,
     LearnConfig,
     LearnState,
@@ -51,15 +60,6 @@ from dnmf.learn import (
     add_stats,
     epoch_steps,
     tree_sum,
-)
-from dnmf.nmfd import (
-    chunk_stats_conv,
-    halo,
-    normalize_templates,
-    stack_templates,
-    uncorrelation_term,
-    unstack_templates,
-    update_templates,
 )
 
 __all__ = [
@@ -82,7 +82,7 @@ NMFDInit = Literal["random", "uniform", "pitched", "drums", "custom"]
 class NMFDConfig(LearnConfig):
     """Everything that decides the learned templates of a convolutive NMF (NMFD).
 
-    The fields of :class:`dnmf.learn.LearnConfig` (``rank``, ``beta``,
+    The fields of :class:`dnmf.nmf.learner.LearnConfig` (``rank``, ``beta``,
     ``epochs``, ``batch_chunks``, ``n_inner``, ``seed``, ``norm``,
     ``fixed_components`` …) keep their meaning; ``norm`` and
     ``fixed_components`` apply to whole templates (all lags). The penalties
@@ -179,12 +179,12 @@ class HInit(Protocol):
 
 @dataclass(frozen=True)
 class RandomH:
-    """``avg · |N(0, 1)|`` seeded from ``(seed, block)`` (:func:`dnmf.init.random_H`)."""
+    """``avg · |N(0, 1)|`` seeded from ``(seed, block)`` (:func:`dnmf.nmf.init.random_H`)."""
 
     def block(
         self, rank: int, start: int, stop: int, *, block: int, seed: int, avg: float, dtype: Any
     ) -> np.ndarray:
-        from dnmf.init import random_H
+        from dnmf.nmf.init import random_H
 
         return random_H(rank, stop - start, seed=seed, block=block, avg=avg, dtype=dtype)
 
@@ -321,7 +321,7 @@ def _visit_task_conv(
     V_url: str, H_url: str, visit: ConvVisit, W: np.ndarray, epoch: int, p: ConvParams
 ) -> Stats:
     from dnmf.cluster import one_blas_thread
-    from dnmf.learn_dask import ZarrBlockIO
+    from dnmf.io.blocks import ZarrBlockIO
 
     with one_blas_thread():
         return visit_block_conv(ZarrBlockIO(V_url, H_url), visit, W, epoch, p)
@@ -400,7 +400,7 @@ def run_step(
 # -- the start ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Informed:
-    """Templates and score found by the informed inits (see :mod:`dnmf.informed`).
+    """Templates and score found by the informed inits (see :mod:`dnmf.nmf.informed`).
 
     Attributes
     ----------
@@ -453,7 +453,7 @@ def initial_templates(
     ``avg = sqrt(mean(V) / (rank · lags))``; informed templates are scaled to
     that mean entry, so every component starts on the same footing.
     """
-    from dnmf import init as inits
+    from dnmf.nmf import init as inits
 
     k, T = cfg.rank, cfg.lags
     avg = inits.scale_for(mean, k * T)
@@ -511,7 +511,7 @@ def start_state_nmfd(
         cfg, backend.n_bins, mean, backend.dtype, informed=informed, W_init=W_init
     )
     mass = float(W.mean(axis=0, dtype=np.float64).sum())
-    from dnmf.init import scale_for
+    from dnmf.nmf.init import scale_for
 
     avg = mean / mass if mass > 0 else scale_for(mean, cfg.rank * cfg.lags)
     n_blocks = len(backend.blocks())
@@ -533,7 +533,7 @@ def learn_nmfd(
 ) -> LearnState:
     """Run epochs from ``state`` until ``cfg.epochs`` or convergence; returns the final state.
 
-    As :func:`dnmf.learn.learn`, with convolutive visits and template updates.
+    As :func:`dnmf.nmf.learner.learn`, with convolutive visits and template updates.
     ``state.W`` has shape ``(n_bins, rank, lags)``.
     """
     beta, T = cfg.beta, cfg.lags
@@ -613,12 +613,12 @@ def _online_update(
     state: LearnState, num: np.ndarray, den: np.ndarray, *, cfg: NMFDConfig, rho: float,
     fixed: np.ndarray | None,
 ) -> None:  # fmt: skip
-    """The online update of :func:`dnmf.learn.online_update` on the stacked templates.
+    """The online update of :func:`dnmf.nmf.learner.online_update` on the stacked templates.
 
     ``A ← ρA + W^(1/γ) ⊙ num``, ``B ← ρB + den_full (+ uncorr term)``,
     ``W ← (A / B)^γ``.
     """
-    from dnmf.learn import accumulate, full_denominator
+    from dnmf.nmf.learner import accumulate, full_denominator
 
     W3 = state.W.astype(np.float64)
     W = stack_templates(W3)
@@ -634,7 +634,7 @@ def _online_update(
 
 def _normalize(state: LearnState, cfg: NMFDConfig, fixed: np.ndarray | None) -> None:
     """Unit templates; the scales move to the pending H scales and the accumulators."""
-    from dnmf.kernels import gamma as gamma_of
+    from dnmf.nmf.kernels import gamma as gamma_of
 
     W, scale = normalize_templates(state.W, norm=cfg.norm, fixed=fixed)
     state.W = W
@@ -688,7 +688,7 @@ def fit_nmfd(
     H_init : ndarray of shape (rank, n_frames), optional
         Activations to start from instead of ``cfg.h_init``.
     informed : Informed, optional
-        Informed templates and score (see :mod:`dnmf.informed`).
+        Informed templates and score (see :mod:`dnmf.nmf.informed`).
     block_frames : int, default=8192
         Frames per block (the result does not depend on it in full batch).
 
@@ -705,7 +705,7 @@ def fit_nmfd(
     >>> r.W.shape, r.H.shape, len(r.losses)
     ((20, 2, 4), (2, 300), 5)
     """
-    from dnmf.learn import MemoryBackend
+    from dnmf.nmf.learner import MemoryBackend
 
     be = MemoryBackend(V, block_frames)
     informed = informed or Informed()

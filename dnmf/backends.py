@@ -1,9 +1,9 @@
 """The learner's backend on a Dask cluster: V in a Zarr store, H buffers in the model store.
 
-Per step: W is scattered once, one task per block runs :func:`dnmf.learn.visit_block`
+Per step: W is scattered once, one task per block runs :func:`dnmf.nmf.learner.visit_block`
 on the worker (which opens the Zarr arrays itself; the client never pulls V),
 the (num, den, loss) of the blocks are summed in the fixed tree of
-:func:`dnmf.learn.tree_sum` by tasks too, and only the root, O(n_bins · rank),
+:func:`dnmf.nmf.learner.tree_sum` by tasks too, and only the root, O(n_bins · rank),
 comes back. Each task pins BLAS to one thread, so a block's arithmetic is the
 same on every worker; with the fixed tree the step is bitwise the same for
 any number of workers, and after a retried task.
@@ -11,126 +11,17 @@ any number of workers, and after a retried task.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
 
-from dnmf.learn import Stats, VisitParams, add_stats, blocks_of, tree_sum, visit_block
+from dnmf.io.blocks import ZarrBlockIO, absolute, open_array
+from dnmf.nmf.learner import Stats, VisitParams, add_stats, blocks_of, tree_sum, visit_block
 
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["DaskBackend", "ZarrBlockIO", "create_H_buffers"]
-
-
-def _absolute(url: str) -> str:
-    return url if "://" in url else os.path.abspath(url)
-
-
-def _open(url: str, mode: str = "r") -> Any:
-    return zarr.open_array(url, mode=mode, zarr_format=3, use_consolidated=False)  # type: ignore[arg-type]
-
-
-class BlockCache:
-    """Blocks of V kept in a worker process between epochs, least recently used out first.
-
-    Reading a 1025 x 8192 float32 chunk through Zarr took half as long as the
-    chunk's whole update (28 ms against 58 ms); a corpus that fits in the
-    workers' memory is read once. Blocks are pinned to workers (see
-    :meth:`DaskBackend.step`), so each worker holds its share only. Cached
-    arrays are read-only; the budget is ``DNMF_CACHE_MB`` (MiB per worker
-    process; 0 turns the cache off), by default a quarter of the machine's
-    memory shared among its CPUs.
-    """
-
-    def __init__(self, budget: int) -> None:
-        from collections import OrderedDict
-
-        self.budget = budget
-        self.used = 0
-        self._items: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
-
-    @staticmethod
-    def default_budget() -> int:
-        env = os.environ.get(CACHE_ENV)
-        if env is not None:
-            return max(0, int(float(env) * 2**20))
-        import psutil
-
-        return int(psutil.virtual_memory().total // 4 // max(1, os.cpu_count() or 1))
-
-    def get(self, key: tuple[str, int, int], read: Any) -> np.ndarray:
-        hit = self._items.get(key)
-        if hit is not None:
-            self._items.move_to_end(key)
-            return hit
-        value = np.ascontiguousarray(read())
-        if value.nbytes <= self.budget:
-            value.setflags(write=False)
-            while self.used + value.nbytes > self.budget:
-                _, old = self._items.popitem(last=False)
-                self.used -= old.nbytes
-            self._items[key] = value
-            self.used += value.nbytes
-        return value
-
-
-CACHE_ENV = "DNMF_CACHE_MB"
-_cache: BlockCache | None = None
-
-
-def block_cache() -> BlockCache:
-    """This process's :class:`BlockCache`."""
-    global _cache
-    if _cache is None:
-        _cache = BlockCache(BlockCache.default_budget())
-    return _cache
-
-
-class ZarrBlockIO:
-    """A worker's view of one block: ``V`` from the corpus, ``H0``/``H1`` in the model store."""
-
-    def __init__(self, V_url: str, H_url: str) -> None:
-        self.V_url, self.H_url = V_url, H_url
-        self._V: Any = None
-        self._H: dict[int, Any] = {}
-
-    def read_V(self, start: int, stop: int) -> np.ndarray:
-        def read() -> np.ndarray:
-            if self._V is None:
-                self._V = _open(self.V_url)
-            return np.asarray(self._V[:, start:stop])
-
-        return block_cache().get((self.V_url, start, stop), read)
-
-    def _buffer(self, buffer: int) -> Any:
-        if buffer not in self._H:
-            self._H[buffer] = _open(f"{self.H_url}/H{buffer}", mode="r+")
-        return self._H[buffer]
-
-    def read_H(self, buffer: int, start: int, stop: int) -> np.ndarray:
-        return np.asarray(self._buffer(buffer)[:, start:stop])
-
-    def write_H(self, buffer: int, start: int, stop: int, H: np.ndarray) -> None:
-        self._buffer(buffer)[:, start:stop] = H
-
-
-def create_H_buffers(
-    H_url: str, rank: int, n_frames: int, block_frames: int, dtype: Any, *, overwrite: bool = False
-) -> None:
-    """The two activation buffers, chunked one block per chunk (each block has one writer)."""
-    group = zarr.open_group(H_url, mode="a", zarr_format=3)
-    for b in (0, 1):
-        name = f"H{b}"
-        if name in group and not overwrite:
-            continue
-        group.create_array(
-            name, shape=(rank, n_frames), chunks=(rank, block_frames), dtype=dtype,
-            dimension_names=("component", "frame"), compressors=None, fill_value=0.0,
-            overwrite=True,
-        )  # fmt: skip
+__all__ = ["DaskBackend"]
 
 
 # -- tasks ---------------------------------------------------------------------------
@@ -145,9 +36,9 @@ def _visit_task(
 
 
 def _summary_task(V_url: str, block: int, start: int, stop: int) -> tuple[float, float]:
-    from dnmf.kernels import check_nonnegative
+    from dnmf.nmf.kernels import check_nonnegative
 
-    V = np.asarray(_open(V_url)[:, start:stop])
+    V = np.asarray(open_array(V_url)[:, start:stop])
     check_nonnegative(V, where=f"V of chunk {block}", frame_offset=start)
     return float(V.sum(dtype=np.float64)), float(V.size)
 
@@ -157,7 +48,7 @@ def _add_pair(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, fl
 
 
 def _sample_task(V_url: str, columns: np.ndarray) -> np.ndarray:
-    return np.asarray(_open(V_url).get_orthogonal_selection((slice(None), columns)))
+    return np.asarray(open_array(V_url).get_orthogonal_selection((slice(None), columns)))
 
 
 class DaskBackend:
@@ -181,8 +72,8 @@ class DaskBackend:
         n_frames: int | None = None,
     ) -> None:  # fmt: skip
         # Workers may run elsewhere, in another working directory: ship absolute paths.
-        V_url, H_url = _absolute(V_url), _absolute(H_url)
-        V = _open(V_url)
+        V_url, H_url = absolute(V_url), absolute(H_url)
+        V = open_array(V_url)
         self.client = client
         self.V_url, self.H_url = V_url, H_url
         self.n_bins = int(V.shape[0])

@@ -11,7 +11,7 @@ played at the activations ``H (n_components, n_frames)``::
 ``H_stack = [shift(H, 0); …; shift(H, T-1)]`` of shape ``(T·k, n_frames)``,
 ``Λ = W_stack @ H_stack``. For H fixed, NMFD in W *is* a plain NMF with
 ``T·k`` columns, so the statistics of W are exactly those of
-:func:`dnmf.kernels.chunk_stats` on the stacked factors (cheap forms, loss and
+:func:`dnmf.nmf.kernels.chunk_stats` on the stacked factors (cheap forms, loss and
 scikit-learn's floors included), and summed over chunks in the same fixed tree.
 For W fixed, ``Λ`` is linear in H with nonnegative coefficients, so the
 multiplicative update::
@@ -29,11 +29,11 @@ data at ``m … m+T-1``): the errors of a window's cut edges travel ``T-1``
 frames per update, so after ``k`` updates of H on frames
 ``[a - (k+1)(T-1), z + k(T-1))`` the activations on ``[a - (T-1), z)``, and
 so Λ and the statistics of frames ``[a, z)``, equal those of the whole
-spectrogram (see :func:`halo`). The learner (:mod:`dnmf.nmfd_learn`) reads
+spectrogram (see :func:`halo`). The learner (:mod:`dnmf.nmf.nmfd_learner`) reads
 that window; H stays chunk-aligned: a chunk writes only its own frames.
 
-Floors are those of :mod:`dnmf.kernels` (scikit-learn's): ``Λ`` floored at
-:data:`~dnmf.kernels.EPSILON` before a negative power, a zero denominator
+Floors are those of :mod:`dnmf.nmf.kernels` (scikit-learn's): ``Λ`` floored at
+:data:`~dnmf.nmf.kernels.EPSILON` before a negative power, a zero denominator
 replaced by EPSILON, factors below ``np.finfo(np.float64).eps`` flushed to 0
 after an update (H for β < 1, W for β <= 1); zeros in V never give NaN or inf,
 and a zero in H or W stays exactly zero. Arrays keep their dtype (float32 in
@@ -59,8 +59,8 @@ import numpy as np
 import numpy.typing as npt
 
 from dnmf.errors import DnmfUsageError
-from dnmf.kernels import EPSILON, beta_divergence, beta_name_to_float, chunk_stats
-from dnmf.kernels import gamma as gamma_of
+from dnmf.nmf.kernels import EPSILON, beta_divergence, beta_name_to_float, chunk_stats
+from dnmf.nmf.kernels import gamma as gamma_of
 
 __all__ = [
     "ConvStats",
@@ -82,7 +82,7 @@ __all__ = [
 FloatArray: TypeAlias = npt.NDArray[np.floating[Any]]
 BetaLike: TypeAlias = str | float
 
-#: Factors below this are set to 0 after an update (as dnmf.kernels, scikit-learn).
+#: Factors below this are set to 0 after an update (as dnmf.nmf.kernels, scikit-learn).
 _FLUSH: float = float(np.finfo(np.float64).eps)
 
 
@@ -199,7 +199,7 @@ def component_spectrogram(W: FloatArray, H: FloatArray, components: Any) -> Floa
 def beta_divergence_conv(V: FloatArray, W: FloatArray, H: FloatArray, beta: BetaLike) -> float:
     """``d_β(V | Λ)`` summed over all entries, with Λ the NMFD model of ``W`` and ``H``.
 
-    The number :func:`dnmf.kernels.beta_divergence` gives for ``Λ`` (scikit-learn's
+    The number :func:`dnmf.nmf.kernels.beta_divergence` gives for ``Λ`` (scikit-learn's
     floors, float64 accumulation).
     """
     T = W.shape[2]
@@ -253,7 +253,7 @@ def update_H_conv(
     ``n_frames - 1``). Cheap forms: for β = 1 the denominator is the column
     sums of the templates (the lags past the last frame left out), for β = 2
     the numerator ``Σ_t W_tᵀ shift(V, -t)`` is computed once. Floors as
-    :func:`dnmf.kernels.update_H`; for β < 1 entries below
+    :func:`dnmf.nmf.kernels.update_H`; for β < 1 entries below
     ``np.finfo(np.float64).eps`` are flushed to 0. Zeros of H stay zero.
 
     Parameters
@@ -271,7 +271,7 @@ def update_H_conv(
     l1_reg : float, default=0.0
         Added to the denominator: an L1 penalty on H (libnmfd's ``sparsity_weight``).
     gamma : float, optional
-        Update exponent; by default :func:`dnmf.kernels.gamma` of β.
+        Update exponent; by default :func:`dnmf.nmf.kernels.gamma` of β.
 
     Returns
     -------
@@ -343,7 +343,7 @@ def _general_pair(V: np.ndarray, L: np.ndarray, beta: float) -> tuple[np.ndarray
     """``(Λ^(β-1), V ⊙ Λ^(β-2))`` with scikit-learn's floors; consumes ``L``.
 
     Λ is floored at EPSILON for the numerator when β < 2 and for the
-    denominator when β < 1 (as :func:`dnmf.kernels.update_H`).
+    denominator when β < 1 (as :func:`dnmf.nmf.kernels.update_H`).
     """
     if beta < 1:
         np.maximum(L, EPSILON, out=L)
@@ -372,7 +372,7 @@ class ConvStats:
     num : ndarray of shape (n_bins, n_lags * n_components)
         ``(V ⊙ Λ^(β-2)) H_stackᵀ``, stacked as :func:`stack_templates`.
     den : ndarray
-        ``Λ^(β-1) H_stackᵀ`` in the cheap form of :func:`dnmf.kernels.chunk_stats`:
+        ``Λ^(β-1) H_stackᵀ`` in the cheap form of :func:`dnmf.nmf.kernels.chunk_stats`:
         (T·k,) for β = 1, (T·k, T·k) for β = 2, (n_bins, T·k) otherwise.
     loss : float
         The chunk's β-divergence.
@@ -407,7 +407,7 @@ def chunk_stats_conv(
 
     Runs `n_inner` :func:`update_H_conv` updates on the window (if `update_h`),
     then, with ``H_stack`` the shifted activations of the chunk's frames, returns
-    :func:`dnmf.kernels.chunk_stats` of ``(V_chunk, W_stack, H_stack)``.
+    :func:`dnmf.nmf.kernels.chunk_stats` of ``(V_chunk, W_stack, H_stack)``.
 
     Parameters
     ----------
@@ -465,7 +465,7 @@ def update_templates(
     sum replaced by 1), ``W_stack @ den`` for β = 2. The uncorrelatedness term is
     libnmfd's ``nmf_conv``. A zero denominator becomes EPSILON; for β <= 1
     entries below ``np.finfo(np.float64).eps`` are flushed to 0, as
-    :func:`dnmf.kernels.update_W`.
+    :func:`dnmf.nmf.kernels.update_W`.
 
     Parameters
     ----------
