@@ -467,7 +467,7 @@ def overhead_run(
 
 
 def _config(args: argparse.Namespace, minibatch: bool, epochs: int) -> Any:
-    from dnmf.nmf.learner import LearnConfig
+    from dnmf.nmf.config import LearnConfig
 
     if not minibatch:
         return LearnConfig(rank=RANK, beta=BETA, epochs=epochs, tol=0.0)
@@ -646,7 +646,7 @@ def main() -> None:
             _log(f"{key}: {run['epochs']} epochs, best {run['best_loss']:.6g}, "
                  f"to L* {_t(run['time_to_L*'])} (stopped: {run['stopped']})")  # fmt: skip
         if args.overhead_epochs:
-            from dnmf.nmf.learner import LearnConfig
+            from dnmf.nmf.config import LearnConfig
 
             ocfg = LearnConfig(rank=RANK, beta=BETA, epochs=args.overhead_epochs, tol=0.0)
             ov: dict[str, Any] = {"epochs": args.overhead_epochs}

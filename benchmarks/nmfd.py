@@ -64,12 +64,12 @@ def common_init(V: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     The constant is dnmf's uniform start, ``mean(V) / Σ_{r,t} mean_f W0`` (the mean of Λ
     is that of V), so the cluster run, which draws its own, starts there too.
     """
-    from dnmf.nmfd_transform import activation_scale
+    from dnmf.nmf.init import activation_scale
 
     rng = np.random.default_rng(seed)
     W0 = rng.random((V.shape[0], RANK, LAGS))
     W0 /= W0.sum(axis=(0, 2), keepdims=True)
-    H0 = np.full((RANK, V.shape[1]), activation_scale(float(V.mean()), W0))
+    H0 = np.full((RANK, V.shape[1]), activation_scale(float(V.mean()), W0, init="uniform"))
     return W0, H0
 
 
@@ -103,8 +103,9 @@ def part_compare(args: argparse.Namespace, tmp: Path) -> None:
 
     from dnmf.cluster import connect
     from dnmf.io.model import ModelStore
+    from dnmf.nmf.config import LearnConfig
     from dnmf.nmf.lags import beta_divergence_conv
-    from dnmf.nmf.nmfd_learner import NMFDConfig, fit_nmfd
+    from dnmf.nmf.learner import fit_in_memory
     from pipelines.learn import learn_corpus
 
     V = spectrogram(args.seconds)
@@ -119,10 +120,10 @@ def part_compare(args: argparse.Namespace, tmp: Path) -> None:
         t_lib = time.perf_counter() - t0
     loss_lib = beta_divergence_conv(V, lib_W, lib_H, 1)
 
-    cfg = NMFDConfig(rank=RANK, lags=LAGS, beta=1, epochs=args.iter, init="custom", tol=0)
+    cfg = LearnConfig(rank=RANK, lags=LAGS, beta=1, epochs=args.iter, init="custom", tol=0)
     V32 = V.astype(np.float32)
     t0 = time.perf_counter()
-    ours = fit_nmfd(V32, cfg, W_init=W0.astype(np.float32), H_init=H0.astype(np.float32))
+    ours = fit_in_memory(V32, cfg, W_init=W0.astype(np.float32), H_init=H0.astype(np.float32))
     t_mem = time.perf_counter() - t0
     loss_mem = beta_divergence_conv(V, ours.W.astype(np.float64), ours.H.astype(np.float64), 1)
 
@@ -166,7 +167,7 @@ def part_corpus(args: argparse.Namespace, tmp: Path) -> None:
     import psutil
 
     from dnmf.cluster import connect
-    from dnmf.nmf.nmfd_learner import NMFDConfig
+    from dnmf.nmf.config import LearnConfig
     from pipelines.learn import learn_corpus
 
     base = spectrogram(args.seconds).astype(np.float32)
@@ -204,7 +205,7 @@ def part_corpus(args: argparse.Namespace, tmp: Path) -> None:
     print(f"  wrote the store in {time.perf_counter() - t0:.0f} s")
 
     os.environ["DNMF_CACHE_MB"] = "0"  # workers inherit it: V is read from the store each epoch
-    cfg = NMFDConfig(rank=RANK, lags=LAGS, beta=1, epochs=args.epochs, tol=0)
+    cfg = LearnConfig(rank=RANK, lags=LAGS, beta=1, epochs=args.epochs, tol=0)
     epochs: list[float] = []
     last = [time.perf_counter()]
 

@@ -1,54 +1,165 @@
-"""The learner's backend on a Dask cluster: V in a Zarr store, H buffers in the model store.
+"""The one boundary between the learner and where it runs: the ``Backend`` protocol.
 
-Per step: W is scattered once, one task per block runs :func:`dnmf.nmf.learner.visit_block`
-on the worker (which opens the Zarr arrays itself; the client never pulls V),
-the (num, den, loss) of the blocks are summed in the fixed tree of
-:func:`dnmf.nmf.learner.tree_sum` by tasks too, and only the root, O(n_bins · rank),
+A backend runs the visits of a step (:func:`dnmf.nmf.visit.visit_block`) and
+returns their statistics summed in the fixed tree of
+:func:`dnmf.nmf.plan.tree_sum`, checks and summarises V, and samples frames
+(DESIGN.md section 4). :class:`MemoryBackend` does it on NumPy arrays in this
+process (the estimators, the tests); :class:`DaskBackend` on a cluster, where
+W is scattered once per step, one task per block runs the visit on the worker
+(which opens the Zarr arrays itself; the client never pulls V), the
+statistics are summed by tasks too, and only the root, O(n_bins · rank),
 comes back. Each task pins BLAS to one thread, so a block's arithmetic is the
 same on every worker; with the fixed tree the step is bitwise the same for
-any number of workers, and after a retried task.
+any number of workers, and after a retried task. Nothing else in dnmf's
+learning and export code calls ``submit`` or ``scatter``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from dnmf.io.blocks import ZarrBlockIO, absolute, open_array
-from dnmf.nmf.learner import Stats, VisitParams, add_stats, blocks_of, tree_sum, visit_block
+from dnmf.io.blocks import absolute, open_array
+from dnmf.nmf.kernels import check_nonnegative
+from dnmf.nmf.plan import Visit, blocks_of, tree_sum
+from dnmf.nmf.visit import Stats, VisitParams, add_stats, visit_block, visit_task
 
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["DaskBackend"]
+__all__ = ["Backend", "DaskBackend", "MemoryBackend", "sample_columns"]
 
 
-# -- tasks ---------------------------------------------------------------------------
-def _visit_task(
-    V_url: str, H_url: str, block: int, start: int, stop: int, W: np.ndarray, epoch: int,
-    scale: np.ndarray | None, fresh: bool, p: VisitParams,
-) -> Stats:  # fmt: skip
-    from dnmf.cluster import one_blas_thread
+class Backend(Protocol):
+    """Runs the visits of a step and returns their tree-summed statistics."""
 
-    with one_blas_thread():
-        return visit_block(ZarrBlockIO(V_url, H_url), block, start, stop, W, epoch, scale, fresh, p)
+    n_bins: int
+    n_frames: int
+    dtype: Any
+
+    def blocks(self) -> list[tuple[int, int]]: ...
+
+    def summary(self) -> tuple[float, float]:
+        """(sum, count) of V over the whole corpus, after checking it is valid."""
+        ...
+
+    def sample(self, n_frames: int, seed: int) -> np.ndarray: ...
+
+    def step(
+        self, visits: list[Visit], W: np.ndarray, epoch: int, p: VisitParams, tag: str
+    ) -> Stats: ...
+
+    def map_blocks(
+        self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, tag: str,
+        progress: Callable[[Any], None] | None = None, **kwargs: Any,
+    ) -> list[Any]:  # fmt: skip
+        """``[fn(item, *args, **kwargs) for item in items]``, where the blocks live."""
+        ...
+
+
+def _pair(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return a[0] + b[0], a[1] + b[1]
+
+
+class MemoryBackend:
+    """V and both H buffers as NumPy arrays in this process.
+
+    Parameters
+    ----------
+    V : ndarray of shape (n_bins, n_frames)
+    block_frames : int
+    """
+
+    def __init__(self, V: np.ndarray, block_frames: int) -> None:
+        self.V = V
+        self.n_bins, self.n_frames = V.shape
+        self.dtype = V.dtype
+        self.block_frames = block_frames
+        self.H: list[np.ndarray | None] = [None, None]
+
+    def blocks(self) -> list[tuple[int, int]]:
+        return blocks_of(self.n_frames, self.block_frames)
+
+    # BlockIO
+    def read_V(self, start: int, stop: int) -> np.ndarray:
+        # Contiguous, as a block read from Zarr is: BLAS must see the same layout.
+        return np.ascontiguousarray(self.V[:, start:stop])
+
+    def read_H(self, buffer: int, start: int, stop: int) -> np.ndarray:
+        H = self.H[buffer]
+        assert H is not None
+        return np.ascontiguousarray(H[:, start:stop])
+
+    def write_H(self, buffer: int, start: int, stop: int, H: np.ndarray) -> None:
+        if self.H[buffer] is None:
+            self.H[buffer] = np.zeros((H.shape[0], self.n_frames), dtype=H.dtype)
+        self.H[buffer][:, start:stop] = H  # type: ignore[index]
+
+    def summary(self) -> tuple[float, float]:
+        parts = []
+        for b, (a, z) in enumerate(self.blocks()):
+            V = self.read_V(a, z)
+            check_nonnegative(V, where=f"V of block {b}", frame_offset=a)
+            parts.append((float(V.sum(dtype=np.float64)), float(V.size)))
+        # The same per-block sums and tree as on a cluster: the init scale is bitwise the same.
+        return tree_sum(parts, _pair)  # type: ignore[no-any-return]
+
+    def sample(self, n_frames: int, seed: int) -> np.ndarray:
+        return sample_columns(self.V, n_frames, seed)
+
+    def step(
+        self, visits: list[Visit], W: np.ndarray, epoch: int, p: VisitParams, tag: str
+    ) -> Stats:
+        from dnmf.cluster import one_blas_thread
+
+        with one_blas_thread():  # as on a worker: the same arithmetic
+            leaves = [visit_block(self, v, W, epoch, p) for v in visits]
+        return tree_sum(leaves, add_stats)  # type: ignore[no-any-return]
+
+    def map_blocks(
+        self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, tag: str,
+        progress: Callable[[Any], None] | None = None, **kwargs: Any,
+    ) -> list[Any]:  # fmt: skip
+        out = []
+        for item in items:
+            out.append(_call_one_thread(fn, item, *args, **kwargs))
+            if progress is not None:
+                progress(out[-1])
+        return out
+
+    def activations(self, epoch: int) -> np.ndarray:
+        """H as the last completed epoch left it (buffer ``epoch % 2``)."""
+        H = self.H[epoch % 2]
+        assert H is not None
+        return H
+
+
+def sample_columns(V: Any, n_frames: int, seed: int) -> np.ndarray:
+    """Up to ``n_frames`` columns of V, chosen from ``seed``, in frame order."""
+    total = V.shape[1]
+    if total <= n_frames:
+        return np.asarray(V[:, :])
+    idx = np.sort(np.random.default_rng([seed, 0x534D]).choice(total, n_frames, replace=False))
+    return np.asarray(V[:, idx])
 
 
 def _summary_task(V_url: str, block: int, start: int, stop: int) -> tuple[float, float]:
-    from dnmf.nmf.kernels import check_nonnegative
-
     V = np.asarray(open_array(V_url)[:, start:stop])
     check_nonnegative(V, where=f"V of chunk {block}", frame_offset=start)
     return float(V.sum(dtype=np.float64)), float(V.size)
 
 
-def _add_pair(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
-    return a[0] + b[0], a[1] + b[1]
-
-
 def _sample_task(V_url: str, columns: np.ndarray) -> np.ndarray:
     return np.asarray(open_array(V_url).get_orthogonal_selection((slice(None), columns)))
+
+
+def _call_one_thread(fn: Callable[..., Any], item: Any, *args: Any, **kwargs: Any) -> Any:
+    from dnmf.cluster import one_blas_thread
+
+    with one_blas_thread():
+        return fn(item, *args, **kwargs)
 
 
 class DaskBackend:
@@ -59,8 +170,9 @@ class DaskBackend:
     client : distributed.Client
     V_url : str
         Path (or URL) of the Zarr array of V, e.g. ``corpus.zarr/V``.
-    H_url : str
-        Zarr group holding the buffers ``H0`` and ``H1`` (see :func:`create_H_buffers`).
+    H_url : str, optional
+        Zarr group holding the buffers ``H0`` and ``H1``
+        (:func:`dnmf.io.blocks.create_H_buffers`); learning needs them, export does not.
     block_frames : int
         Frames per block; should divide V's chunk along frames.
     n_frames : int, optional
@@ -68,11 +180,11 @@ class DaskBackend:
     """
 
     def __init__(
-        self, client: Client, V_url: str, H_url: str, *, block_frames: int,
+        self, client: Client, V_url: str, H_url: str = "", *, block_frames: int,
         n_frames: int | None = None,
     ) -> None:  # fmt: skip
         # Workers may run elsewhere, in another working directory: ship absolute paths.
-        V_url, H_url = absolute(V_url), absolute(H_url)
+        V_url, H_url = absolute(V_url), absolute(H_url) if H_url else ""
         V = open_array(V_url)
         self.client = client
         self.V_url, self.H_url = V_url, H_url
@@ -116,7 +228,7 @@ class DaskBackend:
             c.submit(_summary_task, self.V_url, b, a, z, key=f"dnmf-check-{self.token}-{b}")
             for b, (a, z) in enumerate(self.blocks())
         ]
-        root = tree_sum(leaves, lambda x, y: c.submit(_add_pair, x, y, pure=False))
+        root = tree_sum(leaves, lambda x, y: c.submit(_pair, x, y, pure=False))
         return root.result()  # type: ignore[no-any-return]
 
     def sample(self, n_frames: int, seed: int) -> np.ndarray:
@@ -138,20 +250,18 @@ class DaskBackend:
         return np.concatenate(self.client.gather(parts), axis=1)
 
     def step(
-        self, blocks: list[int], W: np.ndarray, epoch: int, scales: dict[int, np.ndarray | None],
-        fresh: set[int], p: VisitParams, tag: str,
-    ) -> Stats:  # fmt: skip
+        self, visits: list[Visit], W: np.ndarray, epoch: int, p: VisitParams, tag: str
+    ) -> Stats:
         c = self.client
-        ranges = self.blocks()
         W_f = c.scatter(W, broadcast=True, hash=False)
         key = f"dnmf-{self.token}-{tag}"
         home = self._homes()
         leaves = [
             c.submit(
-                _visit_task, self.V_url, self.H_url, b, *ranges[b], W_f, epoch, scales.get(b),
-                b in fresh, p, key=f"{key}-visit-{b}", retries=3, **home(b),
+                visit_task, self.V_url, self.H_url, v, W_f, epoch, p,
+                key=f"{key}-visit-{v.block}", retries=3, **home(v.block),
             )
-            for b in blocks
+            for v in visits
         ]  # fmt: skip
         counter = iter(range(len(leaves)))
         root = tree_sum(
@@ -161,3 +271,30 @@ class DaskBackend:
         result: Stats = root.result()
         del W_f, leaves, root
         return result
+
+    def map_blocks(
+        self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, tag: str,
+        progress: Callable[[Any], None] | None = None, **kwargs: Any,
+    ) -> list[Any]:  # fmt: skip
+        """``fn(item, *args, **kwargs)`` for every item, one task each (BLAS on one thread).
+
+        Array arguments are scattered once; results come back in the order of
+        ``items``; ``progress(result)`` is called as each task finishes.
+        """
+        from distributed import as_completed
+
+        c = self.client
+        shipped = [c.scatter(a, broadcast=True, hash=False) if isinstance(a, np.ndarray) else a
+                   for a in args]  # fmt: skip
+        futures = [
+            c.submit(_call_one_thread, fn, item, *shipped, key=f"dnmf-{tag}-{n}", retries=2,
+                     **kwargs)
+            for n, item in enumerate(items)
+        ]  # fmt: skip
+        index = {f.key: n for n, f in enumerate(futures)}
+        out: list[Any] = [None] * len(futures)
+        for fut in as_completed(futures):
+            out[index[fut.key]] = fut.result()
+            if progress is not None:
+                progress(out[index[fut.key]])
+        return out

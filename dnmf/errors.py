@@ -9,6 +9,8 @@ its :attr:`exit_code`, never a traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 #: Exit codes of every ``dnmf`` command (DESIGN.md section 7).
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -60,3 +62,16 @@ class StoreLockedError(DnmfError, RuntimeError):
 
 class DnmfWarning(UserWarning):
     """Root of dnmf's warnings (turned into errors in the test suite)."""
+
+
+def describe_validation_error(exc: Any) -> str:
+    """One sentence naming the offending value and what is allowed (a pydantic error)."""
+    err = exc.errors()[0]
+    loc = ".".join(str(part) for part in err.get("loc", ()))
+    msg = str(err.get("msg", "is invalid"))
+    if msg.startswith("Value error, "):
+        return msg.removeprefix("Value error, ")
+    value = err.get("input")
+    if loc:
+        return f"{loc}={value!r} is invalid: {msg[0].lower()}{msg[1:]}"
+    return msg

@@ -58,7 +58,6 @@ def _describe_model(model: Any) -> dict[str, Any]:
         "format_version": model.meta["format_version"],
         "dnmf_version": model.meta["dnmf_version"],
         "status": model.status,
-        "model": model.meta.get("model", "nmf"),
         "lags": model.meta.get("lags", 1),
         "rank": model.meta["config"]["rank"],
         "bins": int(model.group["W"].shape[0]),

@@ -1,7 +1,7 @@
 """Source separation with a learned dictionary: soft masks on the mixture's STFT.
 
 For a mixture ``x`` the model's activations ``H`` are solved with ``W`` fixed
-(:func:`dnmf.transform.solve_activations`, the frames computed as at ingest),
+(:mod:`dnmf.nmf.solver`, the frames computed as at ingest),
 and each source ``s`` (a component, or a named group of components) gets the
 model spectrogram ``Λ_s = W[:, s] @ H[s]``, in the model's feature domain
 (``|X|**power``). Its α-Wiener mask, as libnmfd's ``alpha_wiener_filter``, is::
@@ -46,6 +46,7 @@ import numpy as np
 
 from dnmf.errors import DnmfPathError, DnmfUsageError
 from dnmf.io.store import StorePath
+from dnmf.nmf.lags import conv_model
 from dnmf.transform import (
     BLOCK_FRAMES,
     Dictionary,
@@ -83,29 +84,9 @@ def parse_components(text: str, *, option: str = "--components") -> list[int]:
     >>> parse_components("0-2,5")
     [0, 1, 2, 5]
     """
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
-        if m:
-            a, b = int(m.group(1)), int(m.group(2))
-            if b < a:
-                raise DnmfUsageError(
-                    f"{option} {text!r} holds the empty range {part!r}; write ranges low-high, "
-                    "e.g. 0-3"
-                )
-            out.extend(range(a, b + 1))
-        elif re.fullmatch(r"-?\d+", part):
-            out.append(int(part))
-        else:
-            raise DnmfUsageError(
-                f"{option} {text!r} is not a list of component indices; pass e.g. 0,3,5 or 0-3"
-            )
-    if not out:
-        raise DnmfUsageError(f"{option} {text!r} names no component; pass e.g. 0,3,5")
-    return out
+    from dnmf.ranges import parse_ranges
+
+    return parse_ranges(text, option=option)  # type: ignore[return-value]
 
 
 def parse_groups(specs: Sequence[str]) -> dict[str, list[int]]:
@@ -223,10 +204,8 @@ def _partition(rank: int, sources: dict[str, list[int]], grouped: bool) -> list[
 
 
 def _model_parts(W: np.ndarray, H: np.ndarray, members: list[int], scale: float) -> np.ndarray:
-    """``(W[:, members] @ H[members]) / scale`` in float64 (NMFD: the convolutive Λ_s)."""
-    from dnmf.nmfd_transform import model_spectrogram
-
-    part = model_spectrogram(W[:, members], H[members]).astype(np.float64)
+    """``Λ_s / scale`` in float64: the model spectrogram of the components ``members``."""
+    part = conv_model(W[:, members], H[members]).astype(np.float64)
     part /= scale
     return part
 
@@ -241,7 +220,7 @@ def alpha_masks(
 ) -> list[np.ndarray]:
     """The α-Wiener masks of `sources` among the sources of `partition`.
 
-    ``M_s = Λ_s^α / Σ_{t ∈ partition} Λ_t^α`` with ``Λ_s = W[:, s] @ H[s]``
+    ``M_s = Λ_s^α / Σ_{t ∈ partition} Λ_t^α`` with ``Λ_s`` the model of the components ``s``
     (libnmfd's ``alpha_wiener_filter``). Over a partition of the components
     the masks add up to 1 in every bin; where every ``Λ_t`` is 0 each source of
     the partition gets ``1 / len(partition)``. Λ is scaled by its maximum
@@ -249,7 +228,7 @@ def alpha_masks(
 
     Parameters
     ----------
-    W : ndarray of shape (n_bins, n_components)
+    W : ndarray of shape (n_bins, n_components, n_lags)
     H : ndarray of shape (n_components, n_frames)
     sources : sequence of sequence of int
         The components of each mask to return.
@@ -266,14 +245,13 @@ def alpha_masks(
     Examples
     --------
     >>> import numpy as np
-    >>> W, H = np.eye(2, dtype=np.float32), np.array([[1.0, 0.0], [3.0, 0.0]], np.float32)
+    >>> W = np.eye(2, dtype=np.float32)[:, :, None]
+    >>> H = np.array([[1.0, 0.0], [3.0, 0.0]], np.float32)
     >>> masks = alpha_masks(W, H, [[0], [1]], [[0], [1]])
     >>> (masks[0] + masks[1]).tolist()
     [[1.0, 1.0], [1.0, 1.0]]
     """
-    from dnmf.nmfd_transform import model_spectrogram
-
-    scale = float(model_spectrogram(W, H).max(initial=0.0)) or 1.0
+    scale = float(conv_model(W, H).max(initial=0.0)) or 1.0
 
     def powered(members: Sequence[int]) -> np.ndarray:
         part = _model_parts(W, H, list(members), scale)

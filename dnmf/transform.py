@@ -4,15 +4,13 @@ A file is decoded, mixed to mono, resampled and turned into ``V`` exactly as
 ingest does (:class:`dnmf.audio.features.SignalReader` and
 :func:`dnmf.audio.features.block_frames` with the model's corpus
 :class:`~dnmf.audio.features.FeatureConfig`), then ``H`` is solved with ``W`` fixed
-by multiplicative updates (:func:`dnmf.nmf.kernels.update_H`) from
-scikit-learn's ``NMF.transform`` start, ``sqrt(mean(V) / rank)`` everywhere.
+by the one H solver of learning and export (:mod:`dnmf.nmf.solver`: the
+model's β and penalties on H, every frame started from its own level).
 
-Frames are independent given ``W``, so a long file is solved in blocks of
-``block_frames`` frames and memory stays bounded by the block: a first pass
-over the blocks computes ``mean(V)`` of the whole file (the STFT costs little
-next to the updates), a second solves each block from that start. With
-``tol=0`` (a fixed number of updates) the result does not depend on the block
-size; with ``tol > 0`` each block stops on its own.
+A long file is solved in blocks of ``block_frames`` frames (each reading the
+halo of an exact solve when the model has several lags), so memory stays
+bounded by the block. With ``tol=0`` (a fixed number of updates) the result
+does not depend on the block size; with ``tol > 0`` each block stops on its own.
 
 :func:`transform_files` writes an activations store laid out as the corpus
 store (Zarr format 3, DESIGN.md section 2), so the same selection code works::
@@ -68,7 +66,6 @@ __all__ = [
     "expand_audio_paths",
     "load_dictionary",
     "open_audio",
-    "solve_activations",
     "solve_in_blocks",
     "transform_files",
 ]
@@ -76,103 +73,18 @@ __all__ = [
 #: Frames solved at once (the corpus's default chunk: about 33 MB of V at n_fft=2048).
 BLOCK_FRAMES = 8192
 
-#: Updates between two convergence checks (scikit-learn's ``NMF`` checks every 10).
-CHECK_EVERY = 10
-
 #: Rows of the file table per Zarr chunk (as the corpus store).
 FILE_CHUNK = 65536
 
 ModelLike = ModelStore | StorePath
 
 
-# --------------------------------------------------------------------------- the solver
-
-
-def solve_activations(
-    V: np.ndarray,
-    W: np.ndarray,
-    *,
-    beta: float,
-    n_iter: int = 200,
-    tol: float = 1e-4,
-    avg: float | None = None,
-    l1_reg: float = 0.0,
-    l2_reg: float = 0.0,
-    check_every: int = CHECK_EVERY,
-) -> tuple[np.ndarray, float, int]:
-    """Activations of ``V`` with ``W`` fixed, by multiplicative updates from ``avg * ones``.
-
-    scikit-learn's ``NMF.transform`` start and stopping rule: every
-    `check_every` updates the loss is computed, and the solve stops when it fell
-    by less than ``tol`` times the loss at the start since the last check, or
-    after `n_iter` updates.
-
-    Parameters
-    ----------
-    V : ndarray of shape (n_bins, n_frames)
-        Spectrogram, nonnegative.
-    W : ndarray of shape (n_bins, n_components)
-        Dictionary, fixed.
-    beta : float
-        β of the divergence.
-    n_iter : int, default=200
-        Most updates.
-    tol : float, default=1e-4
-        Relative decrease of the loss over `check_every` updates under which the
-        solve stops; 0 runs exactly `n_iter` updates.
-    avg : float, optional
-        The value every entry of H starts from; by default ``sqrt(mean(V) / n_components)``.
-    l1_reg, l2_reg : float, default=0.0
-        Absolute L1 and L2 penalties on H (see :func:`dnmf.nmf.kernels.update_H`).
-    check_every : int, default=10
-        Updates between two convergence checks.
-
-    Returns
-    -------
-    H : ndarray of shape (n_components, n_frames)
-        The activations, in V's dtype.
-    loss : float
-        ``beta_divergence(V, W, H, beta)`` of the returned H.
-    n_iter : int
-        Updates run.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> W = rng.random((6, 2)).astype(np.float32)
-    >>> V = W @ rng.random((2, 9)).astype(np.float32)
-    >>> H, loss, n = solve_activations(V, W, beta=1.0, n_iter=500, tol=0)
-    >>> bool(np.abs(W @ H - V).max() < 1e-2 * V.max()), n
-    (True, 500)
-    """
-    from dnmf.nmf.kernels import beta_divergence, update_H
-
-    k = W.shape[1]
-    if avg is None:
-        avg = math.sqrt(max(float(V.mean(dtype=np.float64)), 0.0) / k) if V.size else 0.0
-    H = np.full((k, V.shape[1]), avg, dtype=V.dtype)
-    if V.shape[1] == 0:
-        return H, 0.0, 0
-    first = previous = loss = beta_divergence(V, W, H, beta)
-    done = 0
-    while done < n_iter:
-        step = min(check_every, n_iter - done)
-        H = update_H(V, W, H, beta=beta, n_iter=step, l1_reg=l1_reg, l2_reg=l2_reg)
-        done += step
-        loss = beta_divergence(V, W, H, beta)
-        if tol > 0 and first > 0 and (previous - loss) / first < tol:
-            break
-        previous = loss
-    return H, float(loss), done
+# --------------------------------------------------------------------------- the model
 
 
 def dictionary_fingerprint(W: np.ndarray) -> str:
     """BLAKE2b-128 hex digest of the bytes of ``W`` (C order): which dictionary solved H."""
     return hashlib.blake2b(np.ascontiguousarray(W).tobytes(), digest_size=16).hexdigest()
-
-
-# --------------------------------------------------------------------------- the model
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,12 +95,13 @@ class Dictionary:
     ----------
     path : str
         The model store.
-    W : ndarray of shape (n_bins, n_components)
-        The dictionary, float32.
+    W : ndarray of shape (n_bins, n_components, n_lags)
+        The templates, float32 (``n_lags = 1`` for plain NMF).
     beta : float
         β the model was learned with.
     l1_reg, l2_reg : float
-        The model's penalties on H (``alpha_H``, ``l1_ratio``) in scikit-learn's scaling.
+        The model's penalties on H (``alpha_H``, ``l1_ratio``, ``sparsity_weight``),
+        absolute (:meth:`dnmf.nmf.config.LearnConfig.penalties`).
     features : FeatureConfig
         The feature settings of the model's corpus.
     meta : dict
@@ -231,7 +144,7 @@ def load_dictionary(model: ModelLike | Dictionary) -> Dictionary:
             f"model store {name!r} holds no dictionary yet (dnmf learn stopped before its first "
             "checkpoint); finish it with dnmf learn --resume or learn it again"
         )
-    W = store.W
+    W = store.templates
     features = FeatureConfig(**store.meta["corpus"]["features"])
     if W.shape[0] != features.n_bins or not np.isfinite(W).all() or (W < 0).any():
         raise DnmfUsageError(
@@ -342,40 +255,24 @@ def check_solver(n_iter: int, tol: float) -> None:
         raise DnmfUsageError(f"tol={tol!r} must be a finite number >= 0, e.g. 1e-4 (0 runs --iter)")
 
 
-def _block_ranges(n_frames: int, block: int) -> list[tuple[int, int]]:
-    return [(a, min(a + block, n_frames)) for a in range(0, n_frames, block)]
-
-
 def solve_in_blocks(
     frames: Any, n_frames: int, d: Dictionary, *, n_iter: int, tol: float, block: int
 ) -> Iterator[tuple[int, int, np.ndarray, float, int]]:
     """Solve one file's activations block by block, yielding ``(f0, f1, H_block, loss, n_iter)``.
 
-    ``frames(f0, f1)`` returns ``V[:, f0:f1]``. All blocks start from the
-    whole file's ``sqrt(mean(V) / rank)``; with more than one block, a first
-    pass computes that mean.
+    ``frames(f0, f1)`` returns ``V[:, f0:f1]``; each block reads the window of
+    an exact solve (:func:`dnmf.nmf.solver.window_of`).
     """
-    if d.W.ndim == 3:  # an NMFD model: blocks with the halo of an exact solve
-        from dnmf.nmfd_transform import solve_in_blocks_conv
+    from dnmf.nmf.plan import blocks_of
+    from dnmf.nmf.solver import solve_block
 
-        yield from solve_in_blocks_conv(frames, n_frames, d, n_iter=n_iter, tol=tol, block=block)
-        return
     if block < 1:
         raise DnmfUsageError(f"block_frames={block} must be a positive integer, e.g. 8192")
-    ranges = _block_ranges(n_frames, block)
-    first: np.ndarray | None = None
-    if len(ranges) == 1:
-        first = frames(0, n_frames)
-        total = float(first.sum(dtype=np.float64))
-    else:
-        total = sum(float(frames(a, b).sum(dtype=np.float64)) for a, b in ranges)
-    avg = math.sqrt(max(total, 0.0) / (d.features.n_bins * n_frames) / d.rank)
-    W = d.W
-    for a, b in ranges:
-        V = first if first is not None else frames(a, b)
-        H, loss, done = solve_activations(
-            V, W, beta=d.beta, n_iter=n_iter, tol=tol, avg=avg, l1_reg=d.l1_reg, l2_reg=d.l2_reg
-        )
+    for a, b in blocks_of(n_frames, block):
+        H, loss, done = solve_block(
+            frames, a, b, n_frames, d.W, beta=d.beta, n_iter=n_iter, tol=tol, l1_reg=d.l1_reg,
+            l2_reg=d.l2_reg,
+        )  # fmt: skip
         yield a, b, H, loss, done
 
 
@@ -409,8 +306,8 @@ def activations_for_file(
 
     The file is decoded, mixed to mono, resampled and turned into frames
     exactly as ``dnmf ingest`` does with the model's corpus settings, then
-    ``H`` is solved with ``W`` fixed (:func:`solve_activations`, β and the
-    penalties on H of the model), `block_frames` frames at a time.
+    ``H`` is solved with ``W`` fixed (:func:`dnmf.nmf.solver.solve_window`, β and
+    the penalties on H of the model), `block_frames` frames at a time.
 
     Parameters
     ----------

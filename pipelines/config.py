@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dnmf.audio.features import FeatureConfig
 from dnmf.errors import DnmfPathError, DnmfUsageError
-from dnmf.nmf.learner import LearnConfig
+from dnmf.nmf.config import LearnConfig
 
 __all__ = [
     "ClusterSection",
@@ -54,24 +54,15 @@ class IngestSection(FeatureConfig):
 
 
 class LearnSection(LearnConfig):
-    """:class:`dnmf.nmf.learner.LearnConfig`, and how a grown corpus refines the dictionary.
+    """:class:`dnmf.nmf.config.LearnConfig` (any ``lags``, every init but a given
+    dictionary), and how a grown corpus refines the dictionary.
 
     ``refine_epochs`` passes over the whole corpus (old and new frames) start
     from the current dictionary when new files were ingested.
     """
 
-    init: Literal["random", "nndsvda", "kmeans"] = "random"  # type: ignore[assignment]
+    init: Literal["random", "nndsvda", "kmeans", "uniform", "pitched", "drums"] = "random"  # type: ignore[assignment]
     refine_epochs: int = Field(5, gt=0)
-
-    @field_validator("fixed_components")
-    @classmethod
-    def _no_fixed(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if value:
-            raise ValueError(
-                "fixed_components need a given dictionary, which dnmf run does not take; "
-                "remove the key, or use dnmf learn --init MODEL --fixed-components"
-            )
-        return value
 
     def learn_config(self) -> LearnConfig:
         """The config of a learn from scratch."""

@@ -4,8 +4,9 @@ plan     compare the activations store's attrs with the model and corpus: a new
          dictionary means everything, appended corpus files mean the chunks
          from the old end on, nothing new means nothing (pure).
 setup    create the store (or resize it) with ``H`` chunked like the corpus ``V``.
-run      one task per corpus chunk solves its activations with ``W`` fixed
-         and writes that chunk of ``H``, ``time`` and ``file_index`` whole.
+run      one task per corpus chunk (on the backend) solves its activations with
+         ``W`` fixed, by the solver of transform and separate (the model's penalties
+         on H included), and writes that chunk of ``H``, ``time`` and ``file_index``.
 commit   the file table and the attrs (model and corpus fingerprints, extent).
 """
 
@@ -25,33 +26,44 @@ from dnmf.errors import StoreMismatchError
 from dnmf.io.corpus import CorpusStore, FileRecord
 from dnmf.io.model import ModelStore
 from dnmf.io.store import array, consolidate, open_group, read_meta, write_meta
-from dnmf.transform import dictionary_fingerprint, solve_activations
+from dnmf.transform import dictionary_fingerprint
 
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["ExportResult", "export", "plan_export"]
+__all__ = ["ExportResult", "export", "export_settings", "plan_export"]
 
 KIND = "activations"
 TABLE = ("file", "first_frame", "n_frames", "status")
 
 
-def _export_chunk(
-    corpus: str, store: str, start: int, stop: int, W: np.ndarray, beta: float, n_iter: int,
-    tol: float,
+def export_chunk(
+    start: int, corpus: str, store: str, W: np.ndarray, *, chunk_frames: int, n_frames: int,
+    beta: float, n_iter: int, tol: float, l1_reg: float, l2_reg: float,
 ) -> tuple[int, float, int]:  # fmt: skip
-    from dnmf.cluster import one_blas_thread
+    """The task of one corpus chunk: solve its activations (the halo of an exact solve
+    read around it when the model has several lags) and write that chunk of ``H``,
+    ``time`` and ``file_index`` whole."""
+    from dnmf.nmf.solver import solve_block
 
+    stop = min(start + chunk_frames, n_frames)
     src = zarr.open_group(corpus, mode="r", zarr_format=3, use_consolidated=False)
-    V = np.asarray(array(src, "V")[:, start:stop])
+    V = array(src, "V")
     W = np.array(W, order="C", copy=True)  # aligned, as in the learner's tasks
-    with one_blas_thread():
-        H, loss, iters = solve_activations(V, W, beta=beta, n_iter=n_iter, tol=tol)
+    H, loss, iters = solve_block(
+        lambda lo, hi: np.asarray(V[:, lo:hi]), start, stop, n_frames, W, beta=beta,
+        n_iter=n_iter, tol=tol, l1_reg=l1_reg, l2_reg=l2_reg,
+    )  # fmt: skip
     dst = zarr.open_group(store, mode="r+", zarr_format=3, use_consolidated=False)
     array(dst, "H")[:, start:stop] = H
     array(dst, "time")[start:stop] = array(src, "time")[start:stop]
     array(dst, "file_index")[start:stop] = array(src, "file_index")[start:stop]
     return start, loss, iters
+
+
+def export_settings(n_iter: int, tol: float) -> dict[str, Any]:
+    """The solver settings an activations store records; a change means a full export."""
+    return {"iter": n_iter, "tol": tol, "start": "frame"}
 
 
 def plan_export(
@@ -143,9 +155,9 @@ def export(
             f"{str(model_path)!r} was learned on; learn the model again"
         )
     store = Path(output) if output is not None else Path(model_path).parent / "activations.zarr"
-    W = model.W
+    W = model.templates
     beta = model.config.beta
-    settings = {"iter": n_iter, "tol": tol}
+    settings = export_settings(n_iter, tol)
     model_fp = dictionary_fingerprint(W)
     meta = None
     if (store / "zarr.json").exists():
@@ -167,33 +179,28 @@ def export(
         array(group, name).resize((corpus.n_frames,))
     array(group, "H").resize((rank, corpus.n_frames))
     starts = list(range(start, corpus.n_frames, corpus.chunk_frames))
-    task: Any = _export_chunk
-    extra: dict[str, Any] = {}
-    if W.ndim == 3:  # convolutive templates: each chunk reads the halo of an exact solve
-        from dnmf.nmfd_transform import export_task
+    _, _, l1_H, l2_H = model.config.penalties(corpus.features.n_bins, 1)
 
-        task, extra = export_task(model, corpus)
-
+    from dnmf.backends import DaskBackend
     from dnmf.cluster import connect
     from dnmf.progress import reporter
 
+    src, dst = str(Path(corpus_path).resolve()), str(store.resolve())
     with connect(workers, scheduler, client=client) as c:
-        W_f = c.scatter(W, broadcast=True, hash=False)
-        src, dst = str(Path(corpus_path).resolve()), str(store.resolve())
-        futures = [
-            c.submit(
-                task, src, dst, a, min(a + corpus.chunk_frames, corpus.n_frames), W_f,
-                beta, n_iter, tol, key=f"dnmf-export-{model_fp[:8]}-{a}", retries=2, **extra,
-            )
-            for a in starts
-        ]  # fmt: skip
-        from distributed import as_completed
-
+        backend = DaskBackend(
+            c, f"{src}/V", block_frames=corpus.chunk_frames, n_frames=corpus.n_frames
+        )
         with reporter("export", len(starts), enabled=progress, fields="chunks") as bar:
-            for fut in as_completed(futures):
-                _, loss, _ = fut.result()
-                result.loss += loss
+
+            def done(out: tuple[int, float, int]) -> None:
+                result.loss += out[1]
                 bar.update(advance=1)
+
+            backend.map_blocks(
+                export_chunk, starts, src, dst, W, tag=f"export-{model_fp[:8]}", progress=done,
+                chunk_frames=corpus.chunk_frames, n_frames=corpus.n_frames, beta=beta,
+                n_iter=n_iter, tol=tol, l1_reg=l1_H, l2_reg=l2_H,
+            )  # fmt: skip
     files = corpus.files()
     for name in TABLE:
         arr = array(group, name)

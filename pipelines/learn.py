@@ -3,7 +3,8 @@
 plan     the corpus is checked and, for an audio folder, ingested first; the
          blocks and the steps of every epoch follow from the config (pure).
 setup    the model store is created (or opened to resume).
-run      one task per block per step on the cluster (:mod:`dnmf.backends`),
+run      one task per block per step on the cluster (:mod:`dnmf.backends`), each
+         reading its block's halo when lags > 1,
          a checkpoint every few steps and at every epoch's end.
 commit   the final W, loss history and status go into the store's attrs.
 """
@@ -23,15 +24,10 @@ from dnmf.cluster import check_compute_options
 from dnmf.errors import DnmfError, DnmfPathError, DnmfUsageError
 from dnmf.io.corpus import CorpusStore
 from dnmf.io.model import ModelStore
-from dnmf.nmf.learner import (
-    LearnConfig,
-    LearnState,
-    Progress,
-    check_rank,
-    learn,
-    loss_to_error,
-    start_state,
-)
+from dnmf.io.store import read_meta, write_meta
+from dnmf.nmf.config import LearnConfig
+from dnmf.nmf.init import Informed, h_init_of
+from dnmf.nmf.learner import LearnState, Progress, check_config, learn, loss_to_error, start_state
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -101,9 +97,8 @@ def learn_corpus(
     client: Client | None = None,
     progress: bool = False,
     on_step: Any = None,
-    stop_after_steps: int | None = None,
 ) -> LearnResult:
-    """Learn a dictionary from a corpus store (or an audio folder, ingested first).
+    """Learn templates from a corpus store (or an audio folder, ingested first).
 
     Parameters
     ----------
@@ -112,8 +107,12 @@ def learn_corpus(
     output : path, optional
         The model store (default: ``model.zarr`` beside the corpus store).
     config : LearnConfig
-    W_init : ndarray of shape (n_bins, rank), optional
-        The dictionary for ``init='custom'``.
+        Any number of lags; the informed inits (pitched combs on the corpus's
+        frequencies, drum samples with its feature settings, the score's notes
+        on its frames) are read here.
+    W_init : ndarray of shape (n_bins, rank) or (n_bins, rank, lags), optional
+        The dictionary for ``init='custom'`` (a 2-D one is the same spectrum
+        at every lag).
     resume : bool
         Continue the model store's last checkpoint; ends bitwise where an
         uninterrupted run ends.
@@ -123,23 +122,17 @@ def learn_corpus(
         Where to compute (:func:`dnmf.cluster.connect`).
     progress : bool
         A progress bar on stderr.
-    stop_after_steps : int, optional
-        Stop after this many steps, as a crash would (for tests).
+    on_step : callable, optional
+        Called with each step's :class:`~dnmf.nmf.learner.Progress`, after its
+        checkpoint (an exception it raises stops the run there).
 
     Returns
     -------
     LearnResult
     """
-    if getattr(config, "model", "nmf") == "nmfd":  # convolutive templates: their own stage
-        from pipelines.learn_nmfd import learn_nmfd_corpus
-
-        return learn_nmfd_corpus(
-            input_path, output, config=config, W_init=W_init, resume=resume,  # type: ignore[arg-type]
-            overwrite=overwrite, workers=workers, scheduler=scheduler, client=client,
-            progress=progress, on_step=on_step, stop_after_steps=stop_after_steps,
-        )  # fmt: skip
     from dnmf.backends import DaskBackend
     from dnmf.cluster import connect
+    from dnmf.nmf.informed import prepare_informed
 
     check_compute_options(workers, scheduler)
     t0 = time.perf_counter()
@@ -147,7 +140,8 @@ def learn_corpus(
         input_path, workers=workers, scheduler=scheduler, client=client, progress=progress
     )
     corpus, model_path, block_frames = open_for_learning(corpus_path, output, config.block_frames)
-    check_rank(config, corpus.features.n_bins, corpus.n_frames)
+    informed = prepare_informed(config, corpus)
+    check_config(config, corpus.features.n_bins, corpus.n_frames, informed)
     state: LearnState | None = None
     if resume:
         model = ModelStore.open(model_path, mode="r+")
@@ -165,26 +159,65 @@ def learn_corpus(
         result.dashboard = _dashboard(c)
         if not resume:
             model = ModelStore.create(model_path, config, corpus, block_frames=block_frames)
+            _write_axes(model, config, corpus, informed)
         backend = DaskBackend(
             c, f"{corpus_path}/V", model.H_url, block_frames=block_frames, n_frames=corpus.n_frames
         )
         if state is None:
             try:
-                state = start_state(config, backend, W_init)
+                total, count = backend.summary()
+                mean = total / max(count, 1.0)
+                state = start_state(config, backend, informed=informed, W_init=W_init, mean=mean)
             except DnmfError:
                 if not resume:  # the store was made for this run and holds nothing yet
                     shutil.rmtree(model_path, ignore_errors=True)
                 raise
+            meta = dict(model.meta)
+            meta["v_mean"] = mean  # the corpus's mean entry, for the activations' start
+            write_meta(model.group, meta)
+            model.meta = meta
         else:
             result.resumed_from_step = state.global_step
+        h_init = h_init_of(config, informed)
         run_epochs(
             lambda s, report: learn(
-                config, backend, s, on_step=report, checkpoint=model.save_checkpoint,
-                stop_after_steps=stop_after_steps,
+                config, backend, s, h_init=h_init, on_step=report,
+                checkpoint=model.save_checkpoint,
             ),
             state, model, result, epochs=config.epochs, progress=progress, on_step=on_step, t0=t0,
         )  # fmt: skip
     return result
+
+
+def _write_axes(
+    model: ModelStore, cfg: LearnConfig, corpus: CorpusStore, informed: Informed
+) -> None:
+    """Component names (informed inits) and lag times (lags > 1) beside W, as coordinates."""
+    g = model.group
+    coords = ["frequency"]
+    meta = dict(model.meta)
+    if informed.labels:
+        labels = list(informed.labels) + [""] * (cfg.rank - len(informed.labels))
+        lab = g.create_array(
+            "label", shape=(cfg.rank,), chunks=(max(cfg.rank, 1),), dtype=str,
+            dimension_names=("component",), fill_value="",
+            attributes={"long_name": "component name (pitch or drum class)"},
+        )  # fmt: skip
+        lab[:] = np.array(labels, dtype=str)
+        coords.append("label")
+        meta["labels"] = labels
+    if cfg.lags > 1:  # the lag axis of W (bin, component, lag)
+        feats = corpus.features
+        lag = g.create_array(
+            "lag_time", shape=(cfg.lags,), chunks=(cfg.lags,), dtype="float64",
+            dimension_names=("lag",),
+            attributes={"units": "s", "long_name": "time within template"},
+        )  # fmt: skip
+        lag[:] = np.arange(cfg.lags) * (feats.hop_length / feats.sr)
+        coords.append("lag_time")
+    g["W"].attrs["coordinates"] = " ".join(coords)
+    write_meta(g, meta)
+    model.meta = read_meta(g, model.kind, model.path)
 
 
 def open_for_learning(
@@ -219,8 +252,8 @@ def run_epochs(
 ) -> LearnState:
     """Run a learner (``run(state, report)``) under a progress bar and fill ``result``.
 
-    Shared by the NMF and NMFD pipelines: the dashboard line, the bar (epochs,
-    loss, frames/s), the caller's ``on_step``, the final status and the figures.
+    The dashboard line, the bar (epochs, loss, frames/s), the caller's
+    ``on_step``, the final status and the figures.
     """
     import sys
 

@@ -295,6 +295,7 @@ def _export_plan_now(cfg: PipelineConfig) -> tuple[StagePlan, bool]:
     from dnmf.io.model import ModelStore
     from dnmf.io.store import open_group, read_meta
     from dnmf.transform import dictionary_fingerprint
+    from pipelines.export import export_settings
 
     model = ModelStore.open(cfg.model_path)
     corpus = CorpusStore.open(cfg.corpus_path)
@@ -306,7 +307,7 @@ def _export_plan_now(cfg: PipelineConfig) -> tuple[StagePlan, bool]:
         enabled=cfg.export.enabled, meta=meta, model_fingerprint=dictionary_fingerprint(model.W),
         refined_from=pipeline.get("refined_from"), change=pipeline.get("dictionary_change"),
         threshold=cfg.export.reexport_threshold,
-        settings={"iter": cfg.export.iter, "tol": cfg.export.tol},
+        settings=export_settings(cfg.export.iter, cfg.export.tol),
         corpus_frames=corpus.n_frames, chunk_frames=corpus.chunk_frames,
     )  # fmt: skip
 

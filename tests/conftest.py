@@ -53,3 +53,12 @@ def mixed_corpus(tmp_path: Path) -> Path:
     write(root / "e.aiff", tone(22050, 0.7, 660, channels=3, seed=4), 22050)
     (root / "notes.txt").write_text("not audio, and not scanned")
     return root
+
+
+def solve(V: np.ndarray, W: np.ndarray, **kwargs: object) -> tuple[np.ndarray, float, int]:
+    """The one H solver on a whole spectrogram, for a dictionary of any number of lags."""
+    from dnmf.nmf.solver import solve_window
+
+    W3 = W[:, :, None] if W.ndim == 2 else W
+    V = np.ascontiguousarray(V)
+    return solve_window(V, W3, start=0, stop=V.shape[1], **kwargs)  # type: ignore[arg-type]

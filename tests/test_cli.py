@@ -162,7 +162,7 @@ def test_learn_from_an_audio_folder_json_and_info(
         (["--rank", "4", "--l1-ratio", "2"], ["l1_ratio=2.0"]),
         (["--rank", "4", "--init", "nowhere.zarr"], ["--init 'nowhere.zarr'"]),
         (["--rank", "4", "--fixed-components", "a,b"], ["--fixed-components 'a,b'"]),
-        (["--rank", "4", "--fixed-components", "1"], ["fixed_components need a given dictionary"]),
+        (["--rank", "4", "--fixed-components", "1"], ["fixed components need a given or informed"]),
         (["--rank", "5000"], ["rank=5000 is larger than the data allows"]),
     ],
 )

@@ -181,12 +181,15 @@ def test_random_init_draws_sklearns_components() -> None:
     from sklearn.decomposition._nmf import _initialize_nmf
 
     _, H0 = _initialize_nmf(X, 4, init="random", random_state=3)
-    from dnmf.nmf.learner import LearnConfig, MemoryBackend, initial_W
+    from dnmf.nmf.config import LearnConfig
+    from dnmf.nmf.init import Informed, initial_templates
 
-    backend = MemoryBackend(np.ascontiguousarray(X.T), X.shape[0])
-    avg = float(np.sqrt(X.mean() / 4))
-    W0 = initial_W(LearnConfig(rank=4, init="random", seed=3), backend, avg, None)
-    assert_allclose(W0.T, H0, rtol=1e-12)
+    V = np.ascontiguousarray(X.T)
+    W0 = initial_templates(
+        LearnConfig(rank=4, init="random", seed=3), V.shape[0], float(X.mean()), V.dtype,
+        informed=Informed(), sample=lambda: V,
+    )  # fmt: skip
+    assert_allclose(W0[:, :, 0].T, H0, rtol=1e-12)
     model.fit(X)
     ref.fit(X)
     assert model.components_.shape == ref.components_.shape

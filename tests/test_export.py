@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 import dnmf
-from dnmf.nmf.learner import LearnConfig
-from dnmf.transform import activations_for_file, solve_activations
+from dnmf.nmf.config import LearnConfig
+from dnmf.transform import activations_for_file
 from pipelines.export import export, plan_export
 from pipelines.ingest import ingest
 from pipelines.learn import learn_corpus
-from tests.conftest import tone, write
+from tests.conftest import solve, tone, write
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_export_is_aligned_and_selects_files(learned: tuple[Path, Path], cluster
         V1 = corpus.dnmf.file(name).V.values
         assert one.H.shape == (5, V1.shape[1]) and (one.H.values >= 0).all()
         # The same frames as a direct solve on that file's own V (frames are independent given W).
-        H_direct, _, _ = solve_activations(V1, W, beta=1.0, n_iter=60, tol=1e-4)
+        H_direct, _, _ = solve(V1, W, beta=1.0, n_iter=60, tol=1e-4)
         assert np.linalg.norm(W @ one.H.values - V1) <= 1.05 * np.linalg.norm(W @ H_direct - V1)
     with pytest.raises(dnmf.DnmfUsageError, match=r"'nope\.wav' is not in this store"):
         acts.dnmf.file("nope.wav")

@@ -12,24 +12,22 @@ from sklearn.decomposition import NMF
 from sklearn.decomposition._nmf import _initialize_nmf
 
 from dnmf.audio.features import FeatureConfig
+from dnmf.backends import MemoryBackend
 from dnmf.errors import DnmfUsageError, InvalidDataError, StoreFormatError, StoreMismatchError
 from dnmf.io.corpus import CorpusStore
 from dnmf.io.model import ModelStore
-from dnmf.nmf.learner import (
-    LearnConfig,
-    MemoryBackend,
-    epoch_steps,
-    learn,
-    start_state,
-    tree_sum,
-    visit_block,
-)
+from dnmf.nmf.config import LearnConfig
+from dnmf.nmf.init import ArrayH
+from dnmf.nmf.learner import learn, start_state
+from dnmf.nmf.plan import epoch_steps, plan_visits, tree_sum
+from dnmf.nmf.visit import VisitParams, visit_block
 from pipelines.learn import learn_corpus
 
 
 def memory_fit(V, cfg, *, W0=None, H0=None, block=64):  # type: ignore[no-untyped-def]
-    be = MemoryBackend(V, block, H_init=H0)
-    state = learn(cfg, be, start_state(cfg, be, W_init=W0))
+    be = MemoryBackend(V, block)
+    h_init = None if H0 is None else ArrayH(H0)
+    state = learn(cfg, be, start_state(cfg, be, W_init=W0), h_init=h_init)
     return state, be
 
 
@@ -44,7 +42,7 @@ def test_full_batch_equals_sklearn_mu(beta: float) -> None:
         acts = ref.fit_transform(X, W=W_sk.copy(), H=H_sk.copy())
     cfg = LearnConfig(rank=5, beta=beta, epochs=30, init="custom", norm=None, tol=0)
     state, be = memory_fit(X.T.copy(), cfg, W0=H_sk.T.copy(), H0=W_sk.T.copy())
-    np.testing.assert_allclose(state.W, ref.components_.T, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(state.W[:, :, 0], ref.components_.T, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(be.activations(state.epoch), acts.T, rtol=1e-9, atol=1e-12)
 
 
@@ -67,7 +65,7 @@ def test_exact_low_rank_product_is_recovered() -> None:
     cfg = LearnConfig(rank=3, beta=2, epochs=2000, tol=0, init="nndsvda")
     state, be = memory_fit(V, cfg, block=100)
     H = be.activations(state.epoch) * np.repeat(state.pending, 100, axis=0)[:400].T
-    assert np.linalg.norm(state.W @ H - V) / np.linalg.norm(V) < 5e-3
+    assert np.linalg.norm(state.W[:, :, 0] @ H - V) / np.linalg.norm(V) < 5e-3
 
 
 def test_minibatch_lowers_the_loss_and_fixed_components_stay() -> None:
@@ -80,8 +78,8 @@ def test_minibatch_lowers_the_loss_and_fixed_components_stay() -> None:
     )  # fmt: skip
     state, _ = memory_fit(V, cfg, W0=W0, block=100)
     assert state.losses[-1] < 0.5 * state.losses[0]
-    assert state.W[:, [0, 3]].tobytes() == W0[:, [0, 3]].tobytes()
-    assert not np.array_equal(state.W[:, 1], W0[:, 1])
+    assert state.W[:, [0, 3], 0].tobytes() == W0[:, [0, 3]].tobytes()
+    assert not np.array_equal(state.W[:, 1, 0], W0[:, 1])
 
 
 def test_epoch_steps_are_a_seeded_partition() -> None:
@@ -97,12 +95,14 @@ def test_a_retried_visit_reads_and_writes_the_same() -> None:
     V = np.random.default_rng(4).random((10, 50)).astype(np.float32)
     cfg = LearnConfig(rank=3, tol=0, epochs=2)
     state, be = memory_fit(V, cfg, block=25)
-    from dnmf.nmf.learner import VisitParams
-
     p = VisitParams(1.0, 2, 0.0, 0.0, 0, state.avg)
-    first = visit_block(be, 1, 25, 50, state.W, 2, None, False, p)
+    (visit,) = plan_visits(
+        [1], be.blocks(), n_frames=50, lags=1, n_inner=2, epoch=2, visited=state.visited,
+        pending=state.pending, done_this_epoch=set(),
+    )  # fmt: skip
+    first = visit_block(be, visit, state.W, 2, p)
     written = be.H[1].copy()  # type: ignore[union-attr]
-    again = visit_block(be, 1, 25, 50, state.W, 2, None, False, p)
+    again = visit_block(be, visit, state.W, 2, p)
     assert first[0].tobytes() == again[0].tobytes() and first[2] == again[2]
     assert be.H[1].tobytes() == written.tobytes()  # type: ignore[union-attr]
 
@@ -112,7 +112,7 @@ def test_sample_inits(init: str) -> None:
     V = (np.random.default_rng(5).random((30, 300)) ** 3).astype(np.float32)
     cfg = LearnConfig(rank=6, init=init, epochs=10, tol=0, sample_frames=100)
     state, _ = memory_fit(V, cfg)
-    assert state.W.shape == (30, 6) and (state.W >= 0).all() and np.isfinite(state.losses).all()
+    assert state.W.shape == (30, 6, 1) and (state.W >= 0).all() and np.isfinite(state.losses).all()
     assert state.losses[-1] < state.losses[0]
 
 
@@ -127,6 +127,18 @@ def write_corpus(path: Path, V: np.ndarray, chunk_frames: int) -> Path:
 
     store.commit([FileRecord("x.wav", "h", 0, V.shape[1])], V.shape[1], {"synthetic": True})
     return path
+
+
+class Crash(Exception):
+    """What a killed job looks like to the learner: it stops after a step."""
+
+
+def crash_at(step: int):  # type: ignore[no-untyped-def]
+    def on_step(p) -> None:  # type: ignore[no-untyped-def]
+        if p.global_step >= step:
+            raise Crash(step)
+
+    return on_step
 
 
 @pytest.fixture
@@ -150,7 +162,7 @@ def test_cluster_equals_memory_bitwise_for_1_2_3_workers(
     with connect(workers=3, processes=False) as c3:
         learn_corpus(corpus, tmp_path / "three.zarr", config=cfg, client=c3)
     Ws = [ModelStore.open(tmp_path / f"{n}.zarr").W for n in ("one", "two", "three")]
-    assert all(W.tobytes() == mem.W.tobytes() for W in Ws)
+    assert all(W.tobytes() == mem.W.tobytes() for W in Ws)  # (bin, component, 1) in memory
     assert two.losses == mem.losses and two.epochs == 6
 
 
@@ -159,10 +171,11 @@ def test_resume_ends_bitwise_where_an_uninterrupted_run_ends(
 ) -> None:
     cfg = LearnConfig(rank=4, epochs=5, batch_chunks=2, n_inner=2, tol=0, checkpoint_every=3)
     whole = learn_corpus(corpus, tmp_path / "whole.zarr", config=cfg, client=cluster_client)
-    part = learn_corpus(
-        corpus, tmp_path / "cut.zarr", config=cfg, client=cluster_client, stop_after_steps=11
-    )
-    assert part.steps == 11 and ModelStore.open(tmp_path / "cut.zarr").status == "running"
+    with pytest.raises(Crash):
+        learn_corpus(
+            corpus, tmp_path / "cut.zarr", config=cfg, client=cluster_client, on_step=crash_at(11)
+        )
+    assert ModelStore.open(tmp_path / "cut.zarr").status == "running"
     resumed = learn_corpus(
         corpus, tmp_path / "cut.zarr", config=cfg, resume=True, client=cluster_client
     )

@@ -11,6 +11,8 @@ import pytest
 import zarr
 
 from dnmf.errors import DnmfUsageError
+from dnmf.nmf.config import LearnConfig
+from dnmf.nmf.init import Informed
 from dnmf.nmf.kernels import gamma
 from dnmf.nmf.lags import (
     beta_divergence_conv,
@@ -21,8 +23,8 @@ from dnmf.nmf.lags import (
     update_H_conv,
     update_templates,
 )
-from dnmf.nmf.nmfd_learner import Informed, NMFDConfig, fit_nmfd
-from tests.test_learn import write_corpus
+from dnmf.nmf.learner import fit_in_memory
+from tests.test_learn import Crash, crash_at, write_corpus
 
 # --------------------------------------------------------------------------- a reference
 
@@ -149,11 +151,11 @@ def test_chunked_learner_equals_whole_matrix_nmfd(beta: float, n_inner: int) -> 
     rng = np.random.default_rng(2)
     W0, H0 = rng.random((12, 3, 5)), rng.random((3, 300))
     W_ref, H_ref, losses = reference_nmfd(V, W0, H0, beta=beta, n_iter=12, n_inner=n_inner)
-    cfg = NMFDConfig(
+    cfg = LearnConfig(
         rank=3, lags=5, epochs=12, beta=beta, n_inner=n_inner, init="custom", norm=None, tol=0
     )
     for block in (300, 40, 3):  # one block; halos within a neighbour; halos over several
-        r = fit_nmfd(V, cfg, W_init=W0, H_init=H0, block_frames=block)
+        r = fit_in_memory(V, cfg, W_init=W0, H_init=H0, block_frames=block)
         np.testing.assert_allclose(r.W, W_ref, rtol=1e-9, atol=1e-14)
         np.testing.assert_allclose(r.H, H_ref, rtol=1e-9, atol=1e-14)
         np.testing.assert_allclose(r.losses, losses, rtol=1e-9)
@@ -165,8 +167,8 @@ def test_loss_never_rises(beta: float, norm: str | None) -> None:
     V, _, _ = synthetic(3, n=400)
     V = V.astype(np.float32)
     V[:, 100] = 0.0
-    r = fit_nmfd(
-        V, NMFDConfig(rank=4, lags=6, epochs=40, beta=beta, norm=norm, tol=0), block_frames=128
+    r = fit_in_memory(
+        V, LearnConfig(rank=4, lags=6, epochs=40, beta=beta, norm=norm, tol=0), block_frames=128
     )
     losses = np.array(r.losses)
     assert np.isfinite(losses).all()
@@ -178,9 +180,9 @@ def test_known_templates_are_recovered() -> None:
     V, W_true, _ = synthetic(0)
     V = V.astype(np.float32)
     runs = [
-        fit_nmfd(
+        fit_in_memory(
             V,
-            NMFDConfig(rank=3, lags=6, epochs=300, tol=0, seed=s, h_init="uniform"),
+            LearnConfig(rank=3, lags=6, epochs=300, tol=0, seed=s, h_init="uniform"),
             block_frames=200,
         )
         for s in range(3)
@@ -194,12 +196,12 @@ def test_known_templates_are_recovered() -> None:
 def test_minibatch_lowers_the_loss_and_regularisers_act() -> None:
     V, _, _ = synthetic(4, n=400)
     V = V.astype(np.float32)
-    base = NMFDConfig(rank=3, lags=6, epochs=15, batch_chunks=2, n_inner=2, tol=0)
-    r = fit_nmfd(V, base, block_frames=100)
+    base = LearnConfig(rank=3, lags=6, epochs=15, batch_chunks=2, n_inner=2, tol=0)
+    r = fit_in_memory(V, base, block_frames=100)
     assert r.losses[-1] < 0.5 * r.losses[0]
-    sparse = fit_nmfd(V, base.model_copy(update={"sparsity_weight": 5.0}), block_frames=100)
+    sparse = fit_in_memory(V, base.model_copy(update={"sparsity_weight": 5.0}), block_frames=100)
     assert np.abs(sparse.H).sum() < np.abs(r.H).sum()
-    spread = fit_nmfd(V, base.model_copy(update={"uncorr_weight": 1.0}), block_frames=100)
+    spread = fit_in_memory(V, base.model_copy(update={"uncorr_weight": 1.0}), block_frames=100)
     assert not np.array_equal(spread.W, r.W) and np.isfinite(spread.W).all()
 
 
@@ -208,11 +210,11 @@ def test_fixed_templates_and_fixed_activations_stay() -> None:
     rng = np.random.default_rng(0)
     W0 = (rng.random(W_true.shape) + 0.1).astype(np.float32)
     V = V.astype(np.float32)
-    cfg = NMFDConfig(rank=3, lags=6, epochs=10, init="custom", fixed_components=(0, 2), tol=0)
-    r = fit_nmfd(V, cfg, W_init=W0, block_frames=100)
+    cfg = LearnConfig(rank=3, lags=6, epochs=10, init="custom", fixed_components=(0, 2), tol=0)
+    r = fit_in_memory(V, cfg, W_init=W0, block_frames=100)
     assert r.W[:, [0, 2]].tobytes() == W0[:, [0, 2]].tobytes()
     assert not np.array_equal(r.W[:, 1], W0[:, 1])
-    fix_w = fit_nmfd(
+    fix_w = fit_in_memory(
         V,
         cfg.model_copy(update={"fix_W": True, "fixed_components": ()}),
         W_init=W0,
@@ -220,7 +222,7 @@ def test_fixed_templates_and_fixed_activations_stay() -> None:
     )
     assert fix_w.W.tobytes() == W0.tobytes() and fix_w.losses[-1] < fix_w.losses[0]
     H0 = (H_true + 0.01).astype(np.float32)
-    fix_h = fit_nmfd(
+    fix_h = fit_in_memory(
         V,
         cfg.model_copy(update={"fix_H": True, "fixed_components": ()}),
         W_init=W0,
@@ -232,18 +234,16 @@ def test_fixed_templates_and_fixed_activations_stay() -> None:
 
 def test_bad_configs_say_what_to_do() -> None:
     with pytest.raises(DnmfUsageError, match="lags=0"):
-        NMFDConfig.from_options(rank=2, lags=0)
-    with pytest.raises(DnmfUsageError, match=r"alpha_W=0\.1 is not used by NMFD"):
-        NMFDConfig.from_options(rank=2, alpha_W=0.1)
+        LearnConfig.from_options(rank=2, lags=0)
     with pytest.raises(DnmfUsageError, match="needs MIDI pitches"):
-        NMFDConfig.from_options(rank=2, init="pitched")
-    with pytest.raises(DnmfUsageError, match="fixed templates need an informed"):
-        NMFDConfig.from_options(rank=2, fixed_components=(0,))
+        LearnConfig.from_options(rank=2, init="pitched")
+    with pytest.raises(DnmfUsageError, match="fixed components need a given or informed init"):
+        LearnConfig.from_options(rank=2, fixed_components=(0,))
     V = np.ones((5, 10), np.float32)
     with pytest.raises(DnmfUsageError, match="lags=12 is longer than the corpus"):
-        fit_nmfd(V, NMFDConfig(rank=2, lags=12))
+        fit_in_memory(V, LearnConfig(rank=2, lags=12))
     with pytest.raises(DnmfUsageError, match="smaller than the 3 informed components"):
-        fit_nmfd(V, NMFDConfig(rank=2, lags=2), informed=Informed(labels=("a", "b", "c")))
+        fit_in_memory(V, LearnConfig(rank=2, lags=2), informed=Informed(labels=("a", "b", "c")))
 
 
 # --------------------------------------------------------------------------- libnmfd
@@ -287,15 +287,15 @@ def test_agrees_with_libnmfd_from_the_same_init() -> None:
     # its denominators leaves up to 1e-8 (relative) in the smallest activations after 20.
     n = 20
     lib_W, lib_H = libnmfd_nmfd(V, W0, H0 / V.sum(), n, fix_W=True)
-    cfg = NMFDConfig(rank=3, lags=6, epochs=n, init="custom", norm=None, tol=0, fix_W=True)
-    ours = fit_nmfd(V, cfg, W_init=W0, H_init=H0, block_frames=256)
+    cfg = LearnConfig(rank=3, lags=6, epochs=n, init="custom", norm=None, tol=0, fix_W=True)
+    ours = fit_in_memory(V, cfg, W_init=W0, H_init=H0, block_frames=256)
     inside = V.shape[1] - (n + 1) * 5
     np.testing.assert_allclose(ours.H[:, :inside], lib_H[:, :inside], rtol=2e-8, atol=0)
     # Everything learned: other update orders (libnmfd updates W first, from the same Λ,
     # and rescales templates without H), the same templates and about the same loss.
     lib_W, lib_H = libnmfd_nmfd(V, W0, H0 / V.sum(), 100)
-    cfg = NMFDConfig(rank=3, lags=6, epochs=100, init="custom", norm=None, tol=0)
-    ours = fit_nmfd(V, cfg, W_init=W0, H_init=H0, block_frames=256)
+    cfg = LearnConfig(rank=3, lags=6, epochs=100, init="custom", norm=None, tol=0)
+    ours = fit_in_memory(V, cfg, W_init=W0, H_init=H0, block_frames=256)
     for r in range(3):
         assert cosine(ours.W[:, r], lib_W[:, r]) > 0.9999
         assert max(cosine(ours.W[:, r], W_true[:, j]) for j in range(3)) > 0.9999
@@ -327,8 +327,8 @@ def test_cluster_equals_memory_bitwise(corpus, tmp_path: Path, cluster_client, o
     from pipelines.learn import learn_corpus
 
     path, V = corpus
-    cfg = NMFDConfig(rank=3, lags=4, epochs=5, tol=0, seed=3, **options)
-    mem = fit_nmfd(V, cfg, block_frames=100)
+    cfg = LearnConfig(rank=3, lags=4, epochs=5, tol=0, seed=3, **options)
+    mem = fit_in_memory(V, cfg, block_frames=100)
     two = learn_corpus(path, tmp_path / "two.zarr", config=cfg, client=cluster_client)
     with connect(workers=1, processes=False) as c1:
         learn_corpus(path, tmp_path / "one.zarr", config=cfg, client=c1)
@@ -344,9 +344,12 @@ def test_resume_ends_bitwise_where_an_uninterrupted_run_ends(
     from pipelines.learn import learn_corpus
 
     path, _ = corpus
-    cfg = NMFDConfig(rank=3, lags=4, epochs=4, batch_chunks=2, tol=0, checkpoint_every=3)
+    cfg = LearnConfig(rank=3, lags=4, epochs=4, batch_chunks=2, tol=0, checkpoint_every=3)
     whole = learn_corpus(path, tmp_path / "whole.zarr", config=cfg, client=cluster_client)
-    learn_corpus(path, tmp_path / "cut.zarr", config=cfg, client=cluster_client, stop_after_steps=7)
+    with pytest.raises(Crash):
+        learn_corpus(
+            path, tmp_path / "cut.zarr", config=cfg, client=cluster_client, on_step=crash_at(7)
+        )
     resumed = learn_corpus(
         path, tmp_path / "cut.zarr", config=cfg, resume=True, client=cluster_client
     )
@@ -356,23 +359,22 @@ def test_resume_ends_bitwise_where_an_uninterrupted_run_ends(
 
 def test_model_store_and_export(corpus, tmp_path: Path, cluster_client) -> None:  # type: ignore[no-untyped-def]
     import dnmf
-    from dnmf.nmfd_transform import activation_scale, solve_window
+    from dnmf.nmf.solver import solve_window
     from pipelines.export import export
     from pipelines.learn import learn_corpus
 
     path, V = corpus
-    cfg = NMFDConfig(rank=3, lags=4, epochs=4)
+    cfg = LearnConfig(rank=3, lags=4, epochs=4)
     learn_corpus(path, tmp_path / "m.zarr", config=cfg, client=cluster_client)
     model = dnmf.open_model(tmp_path / "m.zarr")
     assert model.W.dims == ("bin", "component", "lag") and model.W.shape == (33, 3, 4)
-    assert model.attrs["dnmf"]["model"] == "nmfd" and model.attrs["dnmf"]["lags"] == 4
+    assert model.attrs["dnmf"]["lags"] == 4
     np.testing.assert_allclose(model.lag_time, np.arange(4) * 16 / 22050)
     export(tmp_path / "m.zarr", tmp_path / "acts.zarr", n_iter=6, tol=0, client=cluster_client)
     H = dnmf.open_activations(tmp_path / "acts.zarr").H.values
     # Each chunk solved on its window equals a solve of the whole corpus at once.
     W = model.W.values
-    avg = activation_scale(model.attrs["dnmf"]["v_mean"], W)
-    H_whole, _, _ = solve_window(V, W, start=0, stop=V.shape[1], beta=1.0, n_iter=6, tol=0, avg=avg)
+    H_whole, _, _ = solve_window(V, W, start=0, stop=V.shape[1], beta=1.0, n_iter=6, tol=0)
     np.testing.assert_allclose(H, H_whole, rtol=2e-5, atol=1e-6 * H_whole.max())
 
 
@@ -463,7 +465,7 @@ def test_score_informed_zeros_stay_zero(corpus, tmp_path: Path, cluster_client) 
     dt = 16 / 22050
     notes = tmp_path / "notes.csv"
     notes.write_text(f"onset,duration,pitch\n{50 * dt},{30 * dt},60\n{400 * dt},{100 * dt},72\n")
-    cfg = NMFDConfig(
+    cfg = LearnConfig(
         rank=3, lags=4, epochs=5, init="pitched", pitches=(60, 72), scores=str(notes), onset_tol=0.0
     )
     learn_corpus(path, tmp_path / "m.zarr", config=cfg, client=cluster_client)
@@ -497,7 +499,7 @@ def audio_model(tmp_path_factory: pytest.TempPathFactory, cluster_client: object
     write(root / "audio" / "low.wav", low_source(SR, SR), SR)
     write(root / "audio" / "high.wav", high_source(SR, SR), SR)
     ingest(root / "audio", root / "corpus.zarr", features=FEATURES, client=cluster_client)
-    cfg = NMFDConfig(rank=2, lags=4, epochs=20)
+    cfg = LearnConfig(rank=2, lags=4, epochs=20)
     learn_corpus(root / "corpus.zarr", root / "model.zarr", config=cfg, client=cluster_client)
     return root / "model.zarr"
 
@@ -535,8 +537,6 @@ def test_cli_learns_nmfd_and_refuses_bad_input(
     result = run(
         "learn",
         corpus,
-        "--model",
-        "nmfd",
         "--lags",
         "3",
         "--init",
@@ -555,7 +555,7 @@ def test_cli_learns_nmfd_and_refuses_bad_input(
     W = zarr.open_array(f"{out}/W", mode="r")
     assert W.shape == (513, 2, 3)
     info = json.loads(run("info", out, "--json").stdout)
-    assert (info["model"], info["lags"], info["rank"]) == ("nmfd", 3, 2)
+    assert (info["lags"], info["rank"]) == (3, 2)
     assert run("plot", out, "-o", tmp_path / "plots").exit_code == 0
     assert (tmp_path / "plots" / "dictionary.png").exists()
     notes = tmp_path / "notes.csv"
@@ -563,8 +563,6 @@ def test_cli_learns_nmfd_and_refuses_bad_input(
     result = run(
         "learn",
         corpus,
-        "--model",
-        "nmfd",
         "--lags",
         "3",
         "--init-scores",
@@ -584,19 +582,14 @@ def test_cli_learns_nmfd_and_refuses_bad_input(
     for args, words in [
         (["--rank", "2", "--lags", "0"], ["lags=0"]),
         (["--lags", "4"], ["--rank is missing"]),
+        (["--lags", "4", "--rank", "2", "--init", "nndsvda", "--fixed-components", "0"],
+         ["fixed components need a given or informed init"]),
         (["--init", "pitched", "--pitches", "60,x"], ["--pitches '60,x'"]),
         (["--init", "pitched", "--pitches", "200"], ["pitch 200.0 is not a MIDI pitch"]),
         (["--init", "pitched"], ["needs MIDI pitches"]),
         (["--init", "bogus"], ["--init 'bogus' is neither"]),
         (["--init-scores", bad], ["bad.csv line 2: duration='zero'"]),
         (["--init-scores", elsewhere], ["file 'nope.wav' is not in the corpus"]),
-        (["--model", "cnmf"], ["--model 'cnmf'"]),
     ]:
-        more = [] if "--model" in args else ["--model", "nmfd"]
-        res = run("learn", corpus, *more, *args, "-o", tmp_path / "x.zarr", "-q")
+        res = run("learn", corpus, *args, "-o", tmp_path / "x.zarr", "-q")
         assert_one_sentence_error(res, 2, *words)
-    assert_one_sentence_error(
-        run("learn", corpus, "--rank", "2", "--lags", "4", "-o", tmp_path / "y.zarr"),
-        2,
-        "--lags is for convolutive models; add --model nmfd",
-    )

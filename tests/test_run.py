@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from dnmf.cli import app
 from dnmf.io.model import ModelStore
-from dnmf.nmf.learner import LearnConfig
+from dnmf.nmf.config import LearnConfig
 from pipelines.config import PipelineConfig, load_config, parse_config
 from pipelines.learn import learn_corpus
 from pipelines.lock import LockInfo, RunLock, read_lock, stale_reason
@@ -102,7 +102,7 @@ def test_demo_config_learns_what_dnmf_demo_learns() -> None:
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"learn": {"rank": 3, "rnak": 4}}, ["unknown key 'learn.rnak'", "rank, beta"]),
+        ({"learn": {"rank": 3, "rnak": 4}}, ["unknown key 'learn.rnak'", "rank, lags, beta"]),
         ({"colour": "red"}, ["unknown key 'colour'", "store, input"]),
         ({"learn": {"rank": 3, "beta": "hellinger"}}, ["learn.beta='hellinger'", "itakura-saito"]),
         ({"cluster": {"kind": "slurmm"}}, ["cluster.kind='slurmm'", "'local', 'address', 'slurm'"]),

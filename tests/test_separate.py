@@ -131,7 +131,7 @@ def test_masks_of_a_partition_sum_to_one(alpha: float) -> None:
     H = rng.random((5, 30)).astype(np.float32) * 1e3
     H[:, 7] = 0.0  # a silent frame
     groups = [[0, 3], [1], [2, 4]]
-    masks = alpha_masks(W, H, groups, groups, alpha=alpha)
+    masks = alpha_masks(W[:, :, None], H, groups, groups, alpha=alpha)
     np.testing.assert_allclose(np.sum(masks, axis=0), 1.0, atol=1e-6)
     assert all(((m >= 0) & (m <= 1)).all() for m in masks)
     np.testing.assert_allclose(masks[1][3], 1 / 3, atol=1e-6)

@@ -18,15 +18,14 @@ from dnmf.audio.features import FeatureConfig
 from dnmf.cli.transform import transform_command
 from dnmf.errors import DnmfPathError, DnmfUsageError, StoreFormatError
 from dnmf.io.model import ModelStore
-from dnmf.nmf.learner import LearnConfig
+from dnmf.nmf.config import LearnConfig
 from dnmf.transform import (
     activations_for_file,
     dictionary_fingerprint,
     load_dictionary,
-    solve_activations,
     transform_files,
 )
-from tests.conftest import write
+from tests.conftest import solve, write
 
 SR = 22050
 FEATURES = FeatureConfig(sr=SR, n_fft=1024, hop_length=256)
@@ -97,7 +96,7 @@ def test_file_equals_a_whole_file_librosa_solve(
     H, info = activations_for_file(model, takes[take])
     W = ModelStore.open(model).W
     V = librosa_V(takes[take])
-    ref, loss, n_iter = solve_activations(V, W, beta=1.0)
+    ref, loss, n_iter = solve(V, W, beta=1.0)
     assert H.dtype == np.float32 and H.shape == ref.shape == (2, info.n_frames)
     np.testing.assert_allclose(H, ref, rtol=0, atol=1e-4 * float(ref.max()))
     assert info.n_iter == n_iter and info.loss == pytest.approx(loss, rel=1e-4)
@@ -111,7 +110,7 @@ def test_blocks_give_the_whole_file_result_for_a_fixed_number_of_updates(
 ) -> None:
     H, info = activations_for_file(model, takes["stereo"], n_iter=60, tol=0, block_frames=37)
     assert info.n_iter == 60
-    ref, _, _ = solve_activations(librosa_V(takes["stereo"]), ModelStore.open(model).W, beta=1.0,
+    ref, _, _ = solve(librosa_V(takes["stereo"]), ModelStore.open(model).W, beta=1.0,
                                   n_iter=60, tol=0)  # fmt: skip
     np.testing.assert_allclose(H, ref, rtol=0, atol=1e-4 * float(ref.max()))
 
@@ -120,9 +119,9 @@ def test_solver_stops_on_tol_and_never_raises_the_loss() -> None:
     rng = np.random.default_rng(0)
     W = rng.random((30, 3)).astype(np.float32)
     V = W @ rng.random((3, 50)).astype(np.float32)
-    losses = [solve_activations(V, W, beta=1.0, n_iter=n, tol=0)[1] for n in (0, 10, 20, 40)]
+    losses = [solve(V, W, beta=1.0, n_iter=n, tol=0)[1] for n in (0, 10, 20, 40)]
     assert losses == sorted(losses, reverse=True)
-    _, _, n_iter = solve_activations(V, W, beta=1.0, n_iter=10_000, tol=1e-3)
+    _, _, n_iter = solve(V, W, beta=1.0, n_iter=10_000, tol=1e-3)
     assert n_iter < 10_000 and n_iter % 10 == 0
 
 

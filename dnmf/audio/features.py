@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dnmf.errors import DnmfUsageError
+from dnmf.errors import DnmfUsageError, describe_validation_error
 
 __all__ = [
     "FeatureConfig",
@@ -118,19 +118,6 @@ class FeatureConfig(BaseModel):
         """Names of the settings in which ``other`` differs from this config."""
         mine, theirs = self.as_attrs(), other.as_attrs()
         return [k for k in mine if mine[k] != theirs.get(k)]
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One sentence naming the offending value and what is allowed."""
-    err = exc.errors()[0]
-    loc = ".".join(str(part) for part in err.get("loc", ()))
-    msg = str(err.get("msg", "is invalid"))
-    if msg.startswith("Value error, "):
-        return msg.removeprefix("Value error, ")
-    value = err.get("input")
-    if loc:
-        return f"{loc}={value!r} is invalid: {msg[0].lower()}{msg[1:]}"
-    return msg
 
 
 def n_output_samples(n_samples: int, orig_sr: int, sr: int) -> int:

@@ -37,7 +37,7 @@ def demo_command(
     """
     from dnmf.cluster import connect
     from dnmf.demo import make_corpus
-    from dnmf.nmf.learner import LearnConfig
+    from dnmf.nmf.config import LearnConfig
     from pipelines.ingest import ingest
     from pipelines.learn import learn_corpus
 

@@ -62,7 +62,8 @@ def _print(s: dict[str, Any]) -> None:
         c = s["config"]
         loss = f"{s['loss']:.6g}" if s["loss"] is not None else "-"
         echo(f"  status     {s['status']}{' (converged)' if s['converged'] else ''}")
-        echo(f"  dictionary W ({s['bins']} bins x {s['rank']} components)")
+        lags = f" x {s['lags']} lags" if s["lags"] > 1 else ""
+        echo(f"  dictionary W ({s['bins']} bins x {s['rank']} components{lags})")
         echo(f"  learning   beta={c['beta']:g} init={c['init']} batch_chunks={c['batch_chunks']} "
              f"n_inner={c['n_inner']} norm={c['norm']} seed={c['seed']}")  # fmt: skip
         echo(f"  progress   {s['epochs']} of {c['epochs']} epochs, loss {loss}")

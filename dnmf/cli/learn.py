@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from dnmf.cli import _nmfd
+from dnmf.cli import _learn_options as opts
 from dnmf.cli._common import JsonOpt, QuietOpt, SchedulerOpt, WorkersOpt, handle_errors, print_json
-from dnmf.errors import DnmfUsageError
 
 
 @handle_errors
@@ -25,8 +24,8 @@ def learn_command(
         typer.Option(
             "--rank",
             "-r",
-            help="Number of components [with --model nmfd and an informed init: one per pitch, "
-            "drum class or score component].",
+            help="Number of components [with --init MODEL or an informed init: that model's, "
+            "or one per pitch, drum class or score component].",
         ),
     ] = None,
     output: Annotated[
@@ -50,8 +49,8 @@ def learn_command(
     init: Annotated[
         str | None,
         typer.Option(
-            help="random, nndsvda, kmeans, or a model store whose W starts the run "
-            "(--model nmfd: random, uniform, pitched, drums or a model store) [default: random]."
+            help="random, nndsvda, kmeans, uniform, pitched, drums, or a model store whose W "
+            "starts the run [default: random]."
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the init, initial H and epoch order.")] = 0,
@@ -69,7 +68,8 @@ def learn_command(
     ] = 0.0,
     norm: Annotated[str, typer.Option(help="Column normalisation of W: l2, max or none.")] = "l2",
     fixed_components: Annotated[
-        str | None, typer.Option(help="Columns of the --init dictionary kept fixed, e.g. 0,1,2.")
+        str | None,
+        typer.Option(help="Components of the --init dictionary kept fixed, e.g. 0,1,2 or 0-3."),
     ] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 10,
     resume: Annotated[
@@ -82,19 +82,18 @@ def learn_command(
     scheduler: SchedulerOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
-    model: _nmfd.ModelOpt = "nmf",
-    lags: _nmfd.LagsOpt = None,
-    pitches: _nmfd.PitchesOpt = None,
-    pitch_tol: _nmfd.PitchTolOpt = None,
-    harmonics: _nmfd.HarmonicsOpt = None,
-    drums: _nmfd.DrumsOpt = None,
-    init_scores: _nmfd.ScoresOpt = None,
-    onset_tol: _nmfd.OnsetTolOpt = None,
-    h_init: _nmfd.HInitOpt = None,
-    sparsity: _nmfd.SparsityOpt = None,
-    uncorr: _nmfd.UncorrOpt = None,
-    fix_w: _nmfd.FixWOpt = False,
-    fix_h: _nmfd.FixHOpt = False,
+    lags: opts.LagsOpt = None,
+    pitches: opts.PitchesOpt = None,
+    pitch_tol: opts.PitchTolOpt = None,
+    harmonics: opts.HarmonicsOpt = None,
+    drums: opts.DrumsOpt = None,
+    init_scores: opts.ScoresOpt = None,
+    onset_tol: opts.OnsetTolOpt = None,
+    h_init: opts.HInitOpt = None,
+    sparsity: opts.SparsityOpt = None,
+    uncorr: opts.UncorrOpt = None,
+    fix_w: opts.FixWOpt = False,
+    fix_h: opts.FixHOpt = False,
 ) -> None:
     """Learn an NMF dictionary W (bin x component) from a corpus, on a Dask cluster.
 
@@ -102,7 +101,9 @@ def learn_command(
     NMF(solver='mu') from the same init); --batch-chunks turns on minibatch
     steps. The same seed and chunking give bitwise the same W for any number
     of workers; --resume continues after a crash and ends where an
-    uninterrupted run ends.
+    uninterrupted run ends. With --lags N each component is a template of N
+    frames (W is bin x component x lag; convolutive NMF, as libnmfd's nmfd, for
+    any beta); every option works for any number of lags.
 
     **Examples**
 
@@ -112,73 +113,28 @@ def learn_command(
 
         dnmf learn corpus.zarr --rank 64 --batch-chunks 4 --inner 3 --workers 8 --json
 
-        dnmf learn corpus.zarr --rank 40 --init drums.zarr --fixed-components 0,1,2,3 -o model2.zarr
+        dnmf learn corpus.zarr --rank 40 --init drums.zarr --fixed-components 0-3 -o model2.zarr
 
         dnmf learn corpus.zarr --rank 64 --resume
 
-    With --model nmfd each component is a template of --lags frames (W is bin x
-    component x lag; convolutive NMF, as libnmfd's nmfd, for any beta):
+        dnmf learn corpus.zarr --lags 8 --init pitched --pitches 60,62,64
 
-        dnmf learn corpus.zarr --model nmfd --lags 8 --init pitched --pitches 60,62,64
+        dnmf learn corpus.zarr --lags 8 --init-scores notes.csv
 
-        dnmf learn corpus.zarr --model nmfd --lags 8 --init-scores notes.csv
-
-        dnmf learn corpus.zarr --model nmfd --lags 12 --init drums --drums samples/ --rank 5
+        dnmf learn corpus.zarr --lags 12 --init drums --drums samples/ --rank 5
     """
-    if model not in ("nmf", "nmfd"):
-        raise DnmfUsageError(f"--model {model!r} is not a model kind; pass nmf or nmfd")
-    fixed = _fixed(fixed_components)
-    if model == "nmfd":
-        cfg, W_init = _nmfd.nmfd_config(
-            rank=rank, init=init, fixed=fixed, lags=lags, pitches=pitches, pitch_tol=pitch_tol,
-            harmonics=harmonics, drums=drums, scores=init_scores, onset_tol=onset_tol,
-            h_init=h_init, sparsity=sparsity, uncorr=uncorr, fix_w=fix_w, fix_h=fix_h,
-            common=dict(
-                beta=beta, epochs=epochs, batch_chunks=batch_chunks, n_inner=inner,
-                forget_factor=forget_factor, seed=seed, tol=tol, alpha_W=alpha_w,
-                alpha_H=alpha_h, l1_ratio=l1_ratio, norm=norm, checkpoint_every=checkpoint_every,
-            ),
-        )  # fmt: skip
-    else:
-        _nmfd.reject_nmfd_options(
-            lags=lags, pitches=pitches, **{"pitch-tol": pitch_tol, "init-scores": init_scores,
-            "onset-tol": onset_tol, "h-init": h_init, "fix-w": fix_w, "fix-h": fix_h},
-            harmonics=harmonics, drums=drums, sparsity=sparsity, uncorr=uncorr,
-        )  # fmt: skip
-        cfg, W_init = _plain_config(
-            rank, init, fixed, beta=beta, epochs=epochs, batch_chunks=batch_chunks,
-            n_inner=inner, forget_factor=forget_factor, seed=seed, tol=tol, alpha_W=alpha_w,
-            alpha_H=alpha_h, l1_ratio=l1_ratio, norm=norm, checkpoint_every=checkpoint_every,
-        )  # fmt: skip
+    cfg, W_init = opts.learn_config(
+        rank=rank, init=init, fixed=opts.parse_fixed(fixed_components), lags=lags,
+        pitches=pitches, pitch_tol=pitch_tol, harmonics=harmonics, drums=drums,
+        scores=init_scores, onset_tol=onset_tol, h_init=h_init, sparsity=sparsity,
+        uncorr=uncorr, fix_w=fix_w, fix_h=fix_h,
+        common=dict(
+            beta=beta, epochs=epochs, batch_chunks=batch_chunks, n_inner=inner,
+            forget_factor=forget_factor, seed=seed, tol=tol, alpha_W=alpha_w, alpha_H=alpha_h,
+            l1_ratio=l1_ratio, norm=norm, checkpoint_every=checkpoint_every,
+        ),
+    )  # fmt: skip
     _run(cfg, W_init, input_path, output, resume, overwrite, workers, scheduler, json_out, quiet)
-
-
-def _plain_config(
-    rank: int | None, init: str | None, fixed: tuple[int, ...], **options: Any
-) -> tuple[Any, Any]:
-    from dnmf.nmf.learner import LearnConfig
-
-    if rank is None:
-        raise DnmfUsageError("--rank is missing; pass the number of components, e.g. --rank 64")
-    init = init or "random"
-    W_init = None
-    init_name = init
-    if init not in ("random", "nndsvda", "kmeans"):
-        W_init = _dictionary_from(init)
-        init_name = "custom"
-    cfg = LearnConfig.from_options(rank=rank, init=init_name, fixed_components=fixed, **options)
-    return cfg, W_init
-
-
-def _fixed(fixed_components: str | None) -> tuple[int, ...]:
-    if not fixed_components:
-        return ()
-    try:
-        return tuple(int(x) for x in fixed_components.split(",") if x.strip())
-    except ValueError:
-        raise DnmfUsageError(
-            f"--fixed-components {fixed_components!r} is not a list of integers; pass e.g. 0,1,2"
-        ) from None
 
 
 def _run(
@@ -197,19 +153,6 @@ def _run(
         _print_summary(result)
     if result.ingest is not None and result.ingest.get("skipped"):
         raise typer.Exit(3)
-
-
-def _dictionary_from(path: str) -> Any:
-    from pathlib import Path
-
-    from dnmf.io.model import ModelStore
-
-    if not Path(path).exists():
-        raise DnmfUsageError(
-            f"--init {path!r} is neither random, nndsvda, kmeans nor an existing model store; "
-            "pass one of those"
-        )
-    return ModelStore.open(path).W
 
 
 def _print_summary(result: Any) -> None:

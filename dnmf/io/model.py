@@ -4,12 +4,13 @@ Layout (Zarr format 3, DESIGN.md section 2)::
 
     model.zarr/
       W          (bin, component)  float32, the dictionary at the last checkpoint
-                 (bin, component, lag) for a convolutive (NMFD) model
+                 (bin, component, lag) for a model of more than one lag (NMFD)
       frequency  (bin,)            Hz, from the corpus
       loss       (epoch,)          float64, the β-divergence summed over each epoch's visits
       state/H0, state/H1  (component, frame)  the double-buffered activations
-      state/slot0, state/slot1     two checkpoint slots: W, A, B, pending, visited
-      attrs["dnmf"] = {kind: "model", model: "nmf" | "nmfd", lags, config,
+      state/slot0, state/slot1     two checkpoint slots: W (bin, component, lag), A, B,
+                                   pending, visited
+      attrs["dnmf"] = {kind: "model", lags, config, v_mean,
                        corpus: {path, fingerprint, ...},
                        block_frames, status, checkpoint: {slot, epoch, ...}}
 
@@ -29,10 +30,11 @@ import zarr
 
 from dnmf.errors import StoreMismatchError
 from dnmf.io.store import StorePath, array, consolidate, open_group, read_meta, write_meta
-from dnmf.nmf.learner import LearnConfig, LearnState
+from dnmf.nmf.config import LearnConfig
 
 if TYPE_CHECKING:
     from dnmf.io.corpus import CorpusStore
+    from dnmf.nmf.learner import LearnState
 
 __all__ = ["ModelStore"]
 
@@ -65,8 +67,8 @@ class ModelStore:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(str(path), mode="w", zarr_format=3)
         n_bins = corpus.features.n_bins
-        lags = getattr(cfg, "lags", None)  # an NMFD config: templates W (bin, component, lag)
-        shape = (n_bins, cfg.rank) if lags is None else (n_bins, cfg.rank, lags)
+        # A one-lag model keeps W (bin, component) on disk, as plain NMF always has.
+        shape = (n_bins, cfg.rank) if cfg.lags == 1 else (n_bins, cfg.rank, cfg.lags)
         group.create_array(
             "W", shape=shape, chunks=shape, dtype="float32",
             dimension_names=("bin", "component", "lag")[: len(shape)], compressors=None,
@@ -86,8 +88,7 @@ class ModelStore:
         )
         meta = {
             "kind": cls.kind,
-            "model": "nmf" if lags is None else "nmfd",
-            "lags": 1 if lags is None else lags,
+            "lags": cfg.lags,
             "config": cfg.model_dump(mode="json"),
             "corpus": {
                 "path": str(Path(corpus.path).resolve()),
@@ -109,16 +110,7 @@ class ModelStore:
     # -- what it holds -----------------------------------------------------------
     @property
     def config(self) -> LearnConfig:
-        if self.is_nmfd:
-            from dnmf.nmf.nmfd_learner import NMFDConfig
-
-            return NMFDConfig(**self.meta["config"])
-        return LearnConfig(**self.meta["config"])
-
-    @property
-    def is_nmfd(self) -> bool:
-        """A convolutive model: ``W`` has shape (bin, component, lag)."""
-        return self.meta.get("model") == "nmfd"
+        return LearnConfig.from_attrs(self.meta["config"])
 
     @property
     def lags(self) -> int:
@@ -127,7 +119,14 @@ class ModelStore:
 
     @property
     def W(self) -> np.ndarray:
+        """The dictionary as stored: (bin, component), or (bin, component, lag) for lags > 1."""
         return np.asarray(self.group["W"][:])  # type: ignore[index]
+
+    @property
+    def templates(self) -> np.ndarray:
+        """The dictionary as the learner and the solver see it: (bin, component, lag)."""
+        W = self.W
+        return W[:, :, np.newaxis] if W.ndim == 2 else W
 
     @property
     def status(self) -> str:
@@ -144,9 +143,16 @@ class ModelStore:
                 f"{self.path!r} was learned on another corpus (or the corpus has changed since: "
                 f"{self.meta['corpus']['path']}); resume against that corpus or start a new model"
             )
+        if cfg.lags != self.lags:
+            raise StoreMismatchError(
+                f"{self.path!r} was learned with lags={self.lags}, not {cfg.lags}; resume with "
+                "the same settings or start a new model"
+            )
         mine = self.meta["config"]
         theirs = cfg.model_dump(mode="json")
         for key in mine:
+            if key == "model":  # an older version's name for lags > 1
+                continue
             if key not in RESUMABLE and mine[key] != theirs.get(key):
                 raise StoreMismatchError(
                     f"{self.path!r} was learned with {key}={mine[key]!r}, not {theirs.get(key)!r}; "
@@ -164,7 +170,7 @@ class ModelStore:
             if value is None:
                 continue
             g.create_array(name, data=np.asarray(value), overwrite=True, compressors=None)
-        self.group["W"][:] = state.W  # type: ignore[index]
+        self.group["W"][:] = state.W[:, :, 0] if state.W.shape[2] == 1 else state.W  # type: ignore[index]
         loss = self.group["loss"]
         loss.resize((len(state.losses),))  # type: ignore[union-attr]
         if state.losses:
@@ -196,8 +202,11 @@ class ModelStore:
         def get(name: str) -> np.ndarray:
             return np.asarray(array(g, name)[:])
 
+        from dnmf.nmf.learner import LearnState
+
+        W = get("W")
         return LearnState(
-            W=get("W"),
+            W=W[:, :, np.newaxis] if W.ndim == 2 else W,  # a one-lag slot of an older version
             A=get("A") if ck["has_accumulators"] else None,
             B=get("B") if ck["has_accumulators"] else None,
             pending=get("pending"),
@@ -221,3 +230,21 @@ class ModelStore:
         write_meta(self.group, meta)
         self.meta = read_meta(self.group, self.kind, self.path)
         consolidate(self.path)
+
+    def activations(self) -> np.ndarray:
+        """H of every corpus frame as the last checkpoint left it, pending scales applied.
+
+        ``(component, frame)``, float64 (the stored float32 activations times the
+        float64 scales of the normalisation that have not reached them yet).
+        """
+        ck = self.meta.get("checkpoint")
+        if not ck:
+            raise StoreMismatchError(
+                f"model store {self.path!r} holds no checkpoint yet; learn or resume it first"
+            )
+        H = np.asarray(array(self.group, f"state/H{ck['epoch'] % 2}")[:])
+        pending = np.asarray(
+            array(zarr.open_group(f"{self.path}/state/slot{ck['slot']}", mode="r"), "pending")[:]
+        )
+        block = int(self.meta["block_frames"])
+        return H * np.repeat(pending, block, axis=0)[: H.shape[1]].T

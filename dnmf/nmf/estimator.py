@@ -6,7 +6,7 @@ activations ``(n_samples, n_components)`` and ``components_`` is the
 dictionary ``(n_components, n_features)``, exactly as
 ``sklearn.decomposition.NMF`` and ``librosa.decompose.decompose`` expect.
 Underneath it runs the learner of ``dnmf learn`` (:func:`dnmf.nmf.learner.learn`),
-in this process on a :class:`dnmf.nmf.learner.MemoryBackend`, or on the Dask
+in this process on a :class:`dnmf.backends.MemoryBackend`, or on the Dask
 cluster of the current ``distributed.Client`` through
 :class:`dnmf.backends.DaskBackend` when ``X`` is a Dask array. With the
 default ``batch_size`` and ``batch_blocks`` it is scikit-learn's
@@ -41,23 +41,14 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
-from dnmf.audio.features import describe_validation_error
-from dnmf.errors import DnmfUsageError
-from dnmf.nmf.init import random_H, scale_for
+from dnmf.backends import MemoryBackend
+from dnmf.errors import DnmfUsageError, describe_validation_error
+from dnmf.nmf.config import LearnConfig
+from dnmf.nmf.init import RandomH, random_H, scale_for
 from dnmf.nmf.kernels import beta_divergence, beta_name_to_float, update_H
-from dnmf.nmf.learner import (
-    BlockIO,
-    LearnConfig,
-    LearnState,
-    MemoryBackend,
-    VisitParams,
-    _normalize,
-    initial_W,
-    learn,
-    loss_to_error,
-    online_update,
-    tree_sum,
-)
+from dnmf.nmf.learner import LearnState, learn, loss_to_error, run_step, start_state, visit_params
+from dnmf.nmf.plan import tree_sum
+from dnmf.nmf.visit import BlockIO
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -464,12 +455,12 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
                 state.visited[:] = True  # type: ignore[index]
             n_iter = self._run(cfg, run, state)
             H_final = run.activations(state)
-            error = run.error(state.W, state.epoch % 2, state.pending, None, cfg.beta)
+            error = run.error(_W2(state), state.epoch % 2, state.pending, None, cfg.beta)
         finally:
             run.close()
         self._warn_max_iter(n_iter)
         self.reconstruction_err_ = error
-        self.components_ = self._from_dnmf(state.W)
+        self.components_ = self._from_dnmf(_W2(state))
         self.n_components_ = rank
         self.n_iter_ = n_iter
         self.n_steps_ = state.global_step
@@ -482,14 +473,14 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         error_at_init = previous = 0.0
         if self.tol > 0:
             seeded = None if state.visited.all() else (cfg.seed, state.avg)  # type: ignore[union-attr]
-            error_at_init = previous = run.error(state.W, 0, None, seeded, beta)
+            error_at_init = previous = run.error(_W2(state), 0, None, seeded, beta)
         n_iter = 0
         while n_iter < self.max_iter:
             target = min(self.max_iter, n_iter + _CHECK_EVERY) if self.tol > 0 else self.max_iter
             _run_epochs(cfg, run.backend, state, target)
             n_iter = state.done_epochs
             if self.tol > 0 and n_iter % _CHECK_EVERY == 0:
-                error = run.error(state.W, state.epoch % 2, state.pending, None, beta)
+                error = run.error(_W2(state), state.epoch % 2, state.pending, None, beta)
                 if self.verbose:
                     print(
                         f"Epoch {n_iter:02d} reached after {time.perf_counter() - t0:.3f} "
@@ -520,7 +511,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     def partial_fit(self, X: Any, y: Any = None, W: Any = None, H: Any = None) -> NMF:
         """One minibatch step of the dictionary on the frames of X.
 
-        The online accumulators of the learner (:func:`dnmf.nmf.learner.online_update`)
+        The online accumulators of the learner (:func:`dnmf.nmf.update.online_update`)
         are kept across calls and forget ``forget_factor`` per call, as
         scikit-learn's ``MiniBatchNMF.partial_fit``: a stream of batches is
         learned as ``dnmf learn`` learns a corpus, step by step. The first call
@@ -576,7 +567,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             _, _, l1_H, l2_H = cfg.penalties(V.shape[0], 1)
             H0 = np.full((cfg.rank, V.shape[1]), np.sqrt(X.mean() / cfg.rank), dtype=V.dtype)
             H0, _ = _solve_activations(
-                V, state.W, H0, beta=cfg.beta, max_iter=self.max_iter, tol=self.tol,
+                V, _W2(state), H0, beta=cfg.beta, max_iter=self.max_iter, tol=self.tol,
                 l1=l1_H, l2=l2_H,
             )  # fmt: skip
             run.write_initial(H0)
@@ -584,11 +575,11 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         state.A, state.B = stream.A, stream.B
         _online_step(cfg, run.backend, state, rho=self.forget_factor)
 
-        self.components_ = self._from_dnmf(state.W)
+        self.components_ = self._from_dnmf(_W2(state))
         self.n_components_ = cfg.rank
         self.n_steps_ = steps + 1
         self.reconstruction_err_ = run.error(
-            state.W, state.epoch % 2, state.pending, None, cfg.beta
+            _W2(state), state.epoch % 2, state.pending, None, cfg.beta
         )
         self._stream = _Stream(stream.cfg, state.W, state.A, state.B)
         return self
@@ -816,14 +807,16 @@ def _fresh_state(cfg: LearnConfig, backend: Any, W: np.ndarray, avg: float) -> L
 def _start_state(cfg: LearnConfig, backend: Any, W_init: np.ndarray | None) -> LearnState:
     """:func:`dnmf.nmf.learner.start_state` without its rank bound.
 
-    scikit-learn accepts ``n_components > min(n_samples, n_features)``, and a
-    ``partial_fit`` batch may have fewer frames than the rank; the fixed
-    components are checked in :meth:`NMF._fixed`.
+    scikit-learn accepts ``n_components > min(n_samples, n_features)`` for
+    random inits, and a ``partial_fit`` batch may have fewer frames than the
+    rank; the fixed components are checked in :meth:`NMF._fixed`.
     """
-    total, count = backend.summary()
-    avg = scale_for(total / max(count, 1.0), cfg.rank)
-    W = initial_W(cfg, backend, avg, W_init)
-    return _fresh_state(cfg, backend, W, avg)
+    return start_state(cfg, backend, W_init=W_init, bound_rank=False)
+
+
+def _W2(state: LearnState) -> np.ndarray:
+    """The one-lag templates ``(n_bins, k, 1)`` of the state as the dictionary ``(n_bins, k)``."""
+    return np.ascontiguousarray(state.W[:, :, 0])
 
 
 def _run_epochs(cfg: LearnConfig, backend: Any, state: LearnState, epochs: int) -> None:
@@ -839,34 +832,18 @@ def _online_step(
 ) -> None:
     """One minibatch step over all blocks of ``backend`` with the online accumulators.
 
-    What :func:`dnmf.nmf.learner.learn` does for one step of an epoch, for a batch
-    that is a whole pass of its own: visit every block (epoch 0: seeded or
-    given H, written to buffer 1), then :func:`dnmf.nmf.learner.online_update` with
-    forgetting ``rho`` and the normalisation.
+    The learner's own step (:func:`dnmf.nmf.learner.run_step`) for a batch that
+    is a whole pass of its own: visit every block (epoch 0: given H, written to
+    buffer 1), then the online update with forgetting ``rho`` and the
+    normalisation.
     """
-    beta = cfg.beta
-    fixed = np.array(cfg.fixed_components, dtype=int) if cfg.fixed_components else None
-    l1_W_unit, l2_W_unit, l1_H, l2_H = cfg.penalties(backend.n_bins, 1)
-    p = VisitParams(
-        beta=beta, n_inner=cfg.n_inner, l1_H=l1_H, l2_H=l2_H, seed=cfg.seed, avg=state.avg
-    )
-    assert state.pending is not None and state.visited is not None
+    p = visit_params(cfg, backend.n_bins, state.avg, RandomH())
     blocks = list(range(len(backend.blocks())))
-    scales = {b: state.pending[b] for b in blocks if state.visited[b]}
-    fresh = {b for b in blocks if not state.visited[b]}
-    num, den, loss = backend.step(blocks, state.W, 0, scales, fresh, p, "partial-fit")
-    state.pending[:] = 1.0
-    state.visited[:] = True
-    frames = backend.n_frames
-    online_update(
-        state, num, den, beta=beta, rho=rho, l1=l1_W_unit * frames, l2=l2_W_unit * frames,
-        fixed=fixed,
-    )  # fmt: skip
-    if cfg.norm is not None:
-        _normalize(state, cfg.norm, beta, fixed)
+    loss, _ = run_step(
+        cfg, backend, state, blocks, rho=rho, p=p, done_this_epoch=set(), tag="partial-fit"
+    )
     state.losses.append(loss)
     state.epoch = 1
-    state.global_step += 1
 
 
 def _solve_activations(

@@ -36,7 +36,8 @@ from dnmf.errors import DnmfPathError, DnmfUsageError
 if TYPE_CHECKING:
     from dnmf.audio.features import FeatureConfig
     from dnmf.io.corpus import CorpusStore
-    from dnmf.nmf.nmfd_learner import Informed, NMFDConfig
+    from dnmf.nmf.config import LearnConfig
+    from dnmf.nmf.init import Informed
 
 __all__ = [
     "Note",
@@ -427,10 +428,10 @@ def score_intervals(
 # --------------------------------------------------------------------------- for the learner
 
 
-def prepare_informed(cfg: NMFDConfig, corpus: CorpusStore) -> Informed:
+def prepare_informed(cfg: LearnConfig, corpus: CorpusStore) -> Informed:
     """The informed templates, component names and score of ``cfg`` on ``corpus``."""
     from dnmf.io.store import array
-    from dnmf.nmf.nmfd_learner import Informed
+    from dnmf.nmf.init import Informed
 
     W = None
     labels: list[str] = []

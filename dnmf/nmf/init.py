@@ -1,4 +1,4 @@
-"""Dictionary initialisations, as pure functions of a sample of frames.
+"""Initialisations: the templates and the activations to start from, pure.
 
 The learner draws the sample (a few thousand frames spread over the corpus,
 chosen from the seed) and calls one of these; the per-block activations are
@@ -8,11 +8,29 @@ initialisation depends on how many workers there are.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["kmeans_W", "nndsvda_W", "random_H", "random_W", "scale_for"]
+__all__ = [
+    "ArrayH",
+    "HInit",
+    "Informed",
+    "RandomH",
+    "ScoreH",
+    "UniformH",
+    "activation_scale",
+    "expand_lags",
+    "h_init_of",
+    "initial_templates",
+    "kmeans_W",
+    "nndsvda_W",
+    "random_H",
+    "random_W",
+    "scale_for",
+]
 
 
 def scale_for(mean: float, rank: int) -> float:
@@ -101,3 +119,171 @@ def kmeans_W(sample: np.ndarray, rank: int, *, seed: int, n_iter: int = 20) -> n
                 C[:, k] = X[:, members].mean(axis=1)
     floor = 1e-3 * X.mean()
     return np.maximum(C, floor).astype(sample.dtype)
+
+
+# -- the templates to start from ----------------------------------------------------------
+@dataclass(frozen=True)
+class Informed:
+    """Templates and score found by the informed inits (see :mod:`dnmf.nmf.informed`).
+
+    Attributes
+    ----------
+    W : ndarray of shape (n_bins, n_informed, lags) or None
+        The informed templates (any scale), the first components.
+    labels : tuple of str
+        A name per informed component (``midi60``, ``kick`` …).
+    scores : tuple or None
+        Per informed component, the frame ranges of its notes (:class:`ScoreH`).
+    """
+
+    W: np.ndarray | None = None
+    labels: tuple[str, ...] = ()
+    scores: tuple[tuple[tuple[int, int], ...], ...] | None = None
+
+
+def expand_lags(W: np.ndarray, lags: int) -> np.ndarray:
+    """A dictionary ``(n_bins, k)`` as templates ``(n_bins, k, lags)``: the same spectrum
+    at every lag, ``1 / lags`` of it each (so ``Λ`` keeps its scale); templates as they are."""
+    W = np.asarray(W)
+    if W.ndim == 3:
+        return W
+    if lags == 1:
+        return W[:, :, np.newaxis]
+    return np.repeat(W[:, :, np.newaxis], lags, axis=2) / lags
+
+
+def initial_templates(
+    cfg: Any, n_bins: int, mean: float, dtype: Any, *, informed: Informed,
+    sample: Callable[[], np.ndarray], W_init: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """The templates ``(n_bins, rank, lags)`` to start from, per ``cfg.init``.
+
+    Random entries are ``avg · |N(0, 1)|`` with scikit-learn's scale
+    ``avg = sqrt(mean(V) / (rank · lags))``, drawn in the data's dtype (at
+    ``lags = 1`` exactly scikit-learn's draw); ``nndsvda`` and ``kmeans`` work
+    on ``sample()`` (frames of the corpus); informed templates are scaled to
+    that mean entry, so every component starts on the same footing.
+    """
+    from dnmf.errors import DnmfUsageError
+    from dnmf.nmf.lags import unstack_templates
+
+    k, T = cfg.rank, cfg.lags
+    avg = scale_for(mean, k * T)
+    if cfg.init == "custom":
+        if W_init is None:
+            raise DnmfUsageError("init='custom' needs a dictionary; pass W_init (or --init MODEL)")
+        W = expand_lags(W_init, T)
+        if W.shape != (n_bins, k, T):
+            raise DnmfUsageError(
+                f"the given dictionary has shape {np.shape(W_init)}, the corpus needs "
+                f"({n_bins}, {k}{f', {T}' if T > 1 else ''}); pass a model learned on the same "
+                "features with the same rank and lags"
+            )
+        return np.ascontiguousarray(W, dtype=dtype)
+    if cfg.init == "nndsvda":
+        return np.ascontiguousarray(expand_lags(nndsvda_W(sample(), k).astype(dtype), T))
+    if cfg.init == "kmeans":
+        return np.ascontiguousarray(
+            expand_lags(kmeans_W(sample(), k, seed=cfg.seed).astype(dtype), T)
+        )
+    if cfg.init == "uniform":
+        W = np.full((n_bins, k, T), avg, dtype=np.float64)
+    else:
+        W = unstack_templates(random_W(n_bins, k * T, seed=cfg.seed, avg=avg, dtype=dtype), T)
+    if informed.W is not None:
+        W = np.array(W, dtype=np.float64)
+        n_inf = informed.W.shape[1]
+        part = np.asarray(informed.W, dtype=np.float64)
+        means = part.mean(axis=(0, 2))
+        means[means == 0] = 1.0
+        W[:, :n_inf, :] = part * (avg / means)[None, :, None]
+    return np.ascontiguousarray(W, dtype=dtype)
+
+
+def activation_scale(mean: float, W: np.ndarray, *, init: str) -> float:
+    """The scale the activations start at.
+
+    For the inits drawn at scikit-learn's scale (random, nndsvda, kmeans) it is
+    that scale, ``sqrt(mean / (rank · lags))``; for given or informed templates
+    ``mean / Σ_{r,t} mean_f W[f, r, t]``, so that the mean of Λ matches the
+    mean of V.
+    """
+    k, T = W.shape[1], W.shape[2]
+    if init in ("random", "nndsvda", "kmeans"):
+        return scale_for(mean, k * T)
+    mass = float(np.asarray(W, dtype=np.float64).mean(axis=0).sum())
+    return mean / mass if mass > 0 else scale_for(mean, k * T)
+
+
+# -- the activations a block starts from (pure; shipped with each visit) -------------------
+class HInit(Protocol):
+    """The activations a block starts from, from ``(seed, block)``: the same wherever computed."""
+
+    def block(
+        self, rank: int, start: int, stop: int, *, block: int, seed: int, avg: float, dtype: Any
+    ) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class RandomH:
+    """``avg · |N(0, 1)|`` seeded from ``(seed, block)`` (:func:`random_H`)."""
+
+    def block(
+        self, rank: int, start: int, stop: int, *, block: int, seed: int, avg: float, dtype: Any
+    ) -> np.ndarray:
+        return random_H(rank, stop - start, seed=seed, block=block, avg=avg, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class UniformH:
+    """``avg`` everywhere (libnmfd's ``'uniform'``)."""
+
+    def block(
+        self, rank: int, start: int, stop: int, *, block: int, seed: int, avg: float, dtype: Any
+    ) -> np.ndarray:
+        return np.full((rank, stop - start), avg, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class ScoreH:
+    """Score-informed activations: gates over the notes, zero elsewhere.
+
+    ``intervals[r]`` holds the frame ranges ``(first, stop)`` (corpus frames)
+    of component ``r``'s notes; components past ``len(intervals)`` start as
+    ``rest`` does.
+    """
+
+    intervals: tuple[tuple[tuple[int, int], ...], ...]
+    rest: HInit = RandomH()
+
+    def block(
+        self, rank: int, start: int, stop: int, *, block: int, seed: int, avg: float, dtype: Any
+    ) -> np.ndarray:
+        H = self.rest.block(rank, start, stop, block=block, seed=seed, avg=avg, dtype=dtype)
+        for r, spans in enumerate(self.intervals):
+            H[r] = 0
+            for a, z in spans:
+                lo, hi = max(a, start), min(z, stop)
+                if lo < hi:
+                    H[r, lo - start : hi - start] = avg
+        return H
+
+
+@dataclass(frozen=True)
+class ArrayH:
+    """Given activations (in memory: the estimators, tests, comparisons from a common init)."""
+
+    H: np.ndarray
+
+    def block(
+        self, rank: int, start: int, stop: int, *, block: int, seed: int, avg: float, dtype: Any
+    ) -> np.ndarray:
+        return np.array(self.H[:, start:stop], dtype=dtype)
+
+
+def h_init_of(cfg: Any, informed: Informed) -> HInit:
+    """The activations' start of ``cfg`` (``h_init``, and the score's gates if any)."""
+    rest: HInit = UniformH() if cfg.h_init == "uniform" else RandomH()
+    if informed.scores is not None:
+        return ScoreH(informed.scores, rest)
+    return rest

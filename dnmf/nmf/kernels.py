@@ -67,6 +67,7 @@ __all__ = [
     "check_nonnegative",
     "chunk_stats",
     "gamma",
+    "mu_step",
     "normalize_W",
     "update_H",
     "update_W",
@@ -354,7 +355,7 @@ def _general_loss(V: np.ndarray, f: _Factors, beta: float, keep: np.ndarray) -> 
     return (s_x - beta * s_xy + (beta - 1) * f.sum_wh_beta) / (beta * (beta - 1))
 
 
-def _mu_step(
+def mu_step(
     X: np.ndarray,
     num: np.ndarray,
     den: np.ndarray,
@@ -390,7 +391,7 @@ def _update_H_frobenius(
 ) -> None:
     """`n_iter` β = 2 updates of H in place from ``Wᵀ V`` and ``Wᵀ W``."""
     for _ in range(n_iter):
-        _mu_step(H, WtV.copy(), WtW @ H, l1_reg=l1_reg, l2_reg=l2_reg, exponent=exponent)
+        mu_step(H, WtV.copy(), WtW @ H, l1_reg=l1_reg, l2_reg=l2_reg, exponent=exponent)
 
 
 # --------------------------------------------------------------------------- H
@@ -483,7 +484,7 @@ def update_H(
             del f
             num = W.T @ L
         del L
-        _mu_step(H, num, den, l1_reg=l1_reg, l2_reg=l2_reg, exponent=exponent)
+        mu_step(H, num, den, l1_reg=l1_reg, l2_reg=l2_reg, exponent=exponent)
         if beta < 1:
             H[H < _FLUSH] = 0.0
     return H
@@ -662,6 +663,7 @@ def update_W(
     l2_reg: float = 0.0,
     gamma: float | None = None,
     fixed: npt.ArrayLike | None = None,
+    extra_den: FloatArray | None = None,
 ) -> FloatArray:
     """One multiplicative update of the dictionary from summed chunk statistics.
 
@@ -691,6 +693,9 @@ def update_W(
         Update exponent; by default :func:`gamma` of β.
     fixed : array_like of bool of shape (n_components,) or of int, optional
         Columns of W to keep exactly as they are (semi-supervised NMF).
+    extra_den : ndarray of shape (n_bins, n_components), optional
+        Added to the full denominator before the penalties (libnmfd's
+        uncorrelatedness term of stacked templates, :func:`dnmf.nmf.lags.update_templates`).
 
     Returns
     -------
@@ -725,8 +730,10 @@ def update_W(
         den_full = W @ den
     else:
         den_full = np.array(den, copy=True)
+    if extra_den is not None:
+        den_full = den_full + extra_den
     W_new = np.array(W, copy=True)
-    _mu_step(
+    mu_step(
         W_new, np.array(num, copy=True), den_full, l1_reg=l1_reg, l2_reg=l2_reg, exponent=exponent
     )
     if beta <= 1:

@@ -59,11 +59,20 @@ import numpy as np
 import numpy.typing as npt
 
 from dnmf.errors import DnmfUsageError
-from dnmf.nmf.kernels import EPSILON, beta_divergence, beta_name_to_float, chunk_stats
+from dnmf.nmf.kernels import (
+    EPSILON,
+    ChunkStats,
+    beta_divergence,
+    beta_name_to_float,
+    chunk_stats,
+    mu_step,
+    normalize_W,
+    update_H,
+    update_W,
+)
 from dnmf.nmf.kernels import gamma as gamma_of
 
 __all__ = [
-    "ConvStats",
     "beta_divergence_conv",
     "check_lags",
     "chunk_stats_conv",
@@ -75,8 +84,11 @@ __all__ = [
     "shifted_stack",
     "stack_templates",
     "unstack_templates",
+    "update_H_any",
     "update_H_conv",
     "update_templates",
+    "window_loss",
+    "window_stats",
 ]
 
 FloatArray: TypeAlias = npt.NDArray[np.floating[Any]]
@@ -187,7 +199,10 @@ def conv_model(W: FloatArray, H: FloatArray) -> FloatArray:
     >>> conv_model(W, np.array([[1.0, 0.0, 0.0, 2.0]])).tolist()
     [[1.0, 0.5, 0.0, 2.0]]
     """
-    return stack_templates(W) @ _stack_of(H, W.shape[2])
+    n_bins, k, T = W.shape
+    if T == 1:
+        return W.reshape(n_bins, k) @ H  # type: ignore[no-any-return]
+    return stack_templates(W) @ _stack_of(H, T)
 
 
 def component_spectrogram(W: FloatArray, H: FloatArray, components: Any) -> FloatArray:
@@ -244,6 +259,7 @@ def update_H_conv(
     beta: BetaLike,
     n_iter: int = 1,
     l1_reg: float = 0.0,
+    l2_reg: float = 0.0,
     gamma: float | None = None,
 ) -> FloatArray:
     """`n_iter` multiplicative updates of the activations with the templates fixed.
@@ -268,8 +284,9 @@ def update_H_conv(
         β, or its name.
     n_iter : int, default=1
         Number of updates.
-    l1_reg : float, default=0.0
-        Added to the denominator: an L1 penalty on H (libnmfd's ``sparsity_weight``).
+    l1_reg, l2_reg : float, default=0.0
+        Absolute L1 and L2 penalties on H: ``l1_reg + l2_reg H`` is added to the
+        denominator (libnmfd's ``sparsity_weight`` is an L1).
     gamma : float, optional
         Update exponent; by default :func:`dnmf.nmf.kernels.gamma` of β.
 
@@ -316,13 +333,7 @@ def update_H_conv(
             del P
             num = _shift_sum(WsT @ L, k, T)
         del L
-        if l1_reg > 0:
-            den += l1_reg
-        den[den == 0] = EPSILON
-        num /= den
-        if exponent != 1:
-            num **= exponent
-        H *= num
+        mu_step(H, num, den, l1_reg=l1_reg, l2_reg=l2_reg, exponent=exponent)
         if beta < 1:
             H[H < _FLUSH] = 0.0
     return H
@@ -362,28 +373,6 @@ def _general_pair(V: np.ndarray, L: np.ndarray, beta: float) -> tuple[np.ndarray
 # --------------------------------------------------------------------------- chunk statistics
 
 
-class ConvStats:
-    """What one chunk sends back for the template update.
-
-    Attributes
-    ----------
-    H : ndarray of shape (n_components, n_frames)
-        The chunk's updated activations (its own frames).
-    num : ndarray of shape (n_bins, n_lags * n_components)
-        ``(V ⊙ Λ^(β-2)) H_stackᵀ``, stacked as :func:`stack_templates`.
-    den : ndarray
-        ``Λ^(β-1) H_stackᵀ`` in the cheap form of :func:`dnmf.nmf.kernels.chunk_stats`:
-        (T·k,) for β = 1, (T·k, T·k) for β = 2, (n_bins, T·k) otherwise.
-    loss : float
-        The chunk's β-divergence.
-    """
-
-    __slots__ = ("H", "den", "loss", "num")
-
-    def __init__(self, H: FloatArray, num: FloatArray, den: FloatArray, loss: float) -> None:
-        self.H, self.num, self.den, self.loss = H, num, den, loss
-
-
 def chunk_stats_conv(
     V: FloatArray,
     W: FloatArray,
@@ -394,8 +383,9 @@ def chunk_stats_conv(
     beta: BetaLike,
     n_inner: int = 1,
     l1_reg_H: float = 0.0,
+    l2_reg_H: float = 0.0,
     update_h: bool = True,
-) -> ConvStats:
+) -> ChunkStats:
     """The per-chunk kernel of NMFD: update H on a window, then the chunk's statistics.
 
     The window ``V[:, :]``, ``H[:, :]`` covers the chunk ``[start, stop)`` (in
@@ -419,19 +409,19 @@ def chunk_stats_conv(
         The chunk's frames within the window.
     beta : str or float
     n_inner : int, default=1
-    l1_reg_H : float, default=0.0
-        ``sparsity_weight``.
+    l1_reg_H, l2_reg_H : float, default=0.0
+        Absolute penalties on H (:func:`update_H_conv`).
     update_h : bool, default=True
         False keeps H as given (``fix_H``).
 
     Returns
     -------
-    ConvStats
+    ChunkStats
     """
     beta = beta_name_to_float(beta)
     T = W.shape[2]
     if update_h and n_inner > 0:
-        H = update_H_conv(V, W, H, beta=beta, n_iter=n_inner, l1_reg=l1_reg_H)
+        H = update_H_conv(V, W, H, beta=beta, n_iter=n_inner, l1_reg=l1_reg_H, l2_reg=l2_reg_H)
     k = H.shape[0]
     n = stop - start
     lo = max(0, start - (T - 1))
@@ -441,10 +431,90 @@ def chunk_stats_conv(
     Vc = np.ascontiguousarray(V[:, start:stop])
     Ws = stack_templates(W).astype(V.dtype, copy=False)
     s = chunk_stats(Vc, Ws, Hs, beta=beta, update_h=False)
-    return ConvStats(H=np.ascontiguousarray(H[:, start:stop]), num=s.num, den=s.den, loss=s.loss)
+    return ChunkStats(H=np.ascontiguousarray(H[:, start:stop]), num=s.num, den=s.den, loss=s.loss)
 
 
-# --------------------------------------------------------------------------- W
+# --------------------------------------------------------------------------- the one model
+
+
+def window_stats(
+    V: FloatArray,
+    W: FloatArray,
+    H: FloatArray,
+    *,
+    start: int,
+    stop: int,
+    beta: BetaLike,
+    n_inner: int = 1,
+    l1_reg_H: float = 0.0,
+    l2_reg_H: float = 0.0,
+    update_h: bool = True,
+) -> ChunkStats:
+    """The per-block kernel of every model: update H on a window, then the block's statistics.
+
+    ``W`` has shape ``(n_bins, k, T)``. At ``T = 1`` the window is the block
+    itself and this is :func:`dnmf.nmf.kernels.chunk_stats` on the 2-D view of
+    W (the fast path: fused KL and IS passes, Gram forms for β = 2); otherwise
+    :func:`chunk_stats_conv`. ``num`` and ``den`` come stacked
+    (:func:`stack_templates`), which at ``T = 1`` is W's own layout.
+    """
+    n_bins, k, T = W.shape
+    if T == 1:
+        return chunk_stats(
+            V, W.reshape(n_bins, k), H, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
+            l2_reg_H=l2_reg_H, update_h=update_h,
+        )  # fmt: skip
+    return chunk_stats_conv(
+        V, W, H, start=start, stop=stop, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
+        l2_reg_H=l2_reg_H, update_h=update_h,
+    )  # fmt: skip
+
+
+def update_H_any(
+    V: FloatArray,
+    W: FloatArray,
+    H: FloatArray,
+    *,
+    beta: BetaLike,
+    n_iter: int = 1,
+    l1_reg: float = 0.0,
+    l2_reg: float = 0.0,
+) -> FloatArray:
+    """`n_iter` updates of H with the templates ``W (n_bins, k, T)`` fixed, on a whole window.
+
+    :func:`dnmf.nmf.kernels.update_H` on the 2-D view at ``T = 1``,
+    :func:`update_H_conv` otherwise.
+    """
+    n_bins, k, T = W.shape
+    if T == 1:
+        return update_H(
+            V, W.reshape(n_bins, k), H, beta=beta, n_iter=n_iter, l1_reg=l1_reg, l2_reg=l2_reg
+        )
+    return update_H_conv(V, W, H, beta=beta, n_iter=n_iter, l1_reg=l1_reg, l2_reg=l2_reg)
+
+
+def window_loss(
+    V: FloatArray, W: FloatArray, H: FloatArray, *, start: int, stop: int, beta: BetaLike
+) -> float:
+    """β-divergence of the frames ``[start, stop)`` of a window under templates ``W``."""
+    n_bins, k, T = W.shape
+    if T == 1:
+        return beta_divergence(
+            np.ascontiguousarray(V[:, start:stop]), W.reshape(n_bins, k), H[:, start:stop], beta
+        )
+    lo = max(0, start - (T - 1))
+    H_ext = np.zeros((k, stop - start + T - 1), dtype=H.dtype)
+    H_ext[:, lo - (start - (T - 1)) :] = H[:, lo:stop]
+    Hs = shifted_stack(H_ext, T)
+    Ws = stack_templates(W).astype(V.dtype, copy=False)
+    Vc = np.ascontiguousarray(V[:, start:stop])
+    return beta_divergence(Vc, Ws, Hs, beta, WH=Ws @ Hs)
+
+
+def stacked_columns(components: Any, k: int, lags: int) -> np.ndarray:
+    """Columns of the stacked templates that hold ``components`` (every lag)."""
+    comps = np.asarray(components, dtype=int).reshape(-1)
+    return np.concatenate([t * k + comps for t in range(lags)]) if comps.size else comps
 
 
 def update_templates(
@@ -453,70 +523,46 @@ def update_templates(
     den: FloatArray,
     *,
     beta: BetaLike,
+    l1_reg: float = 0.0,
+    l2_reg: float = 0.0,
     uncorr_weight: float = 0.0,
-    gamma: float | None = None,
     fixed: Any = None,
 ) -> FloatArray:
-    """One multiplicative update of every template lag from summed chunk statistics.
+    """One multiplicative update of every template lag from summed block statistics.
 
-    ``W_t ← W_t ⊙ (num_t / (den_t + uncorr_weight Σ_{t' ≠ t} W_t'))^γ`` for every
-    lag at once, with `num` and `den` as :func:`chunk_stats_conv` returns them
-    (summed over chunks); ``den`` in full is ``den[None, :]`` for β = 1 (a zero
-    sum replaced by 1), ``W_stack @ den`` for β = 2. The uncorrelatedness term is
-    libnmfd's ``nmf_conv``. A zero denominator becomes EPSILON; for β <= 1
-    entries below ``np.finfo(np.float64).eps`` are flushed to 0, as
-    :func:`dnmf.nmf.kernels.update_W`.
+    :func:`dnmf.nmf.kernels.update_W` on the stacked templates: for H fixed,
+    NMFD in W is a plain NMF with ``T·k`` columns. ``uncorr_weight`` adds
+    libnmfd's ``Σ_{t' ≠ t} W_t'`` to the denominator of ``W_t`` (nothing at
+    ``T = 1``). `fixed` components keep every lag.
 
     Parameters
     ----------
     W : ndarray of shape (n_bins, n_components, n_lags)
-        Current templates (not modified).
     num, den : ndarray
-        Summed statistics, stacked.
+        Summed statistics, stacked (:func:`window_stats`).
     beta : str or float
+    l1_reg, l2_reg : float, default=0.0
+        Absolute penalties on W (scikit-learn's scaling, by the step's frames).
     uncorr_weight : float, default=0.0
-    gamma : float, optional
     fixed : array_like of int, optional
-        Templates (components) kept exactly as they are, every lag.
 
     Returns
     -------
     ndarray of shape (n_bins, n_components, n_lags)
-        The new templates (a new array of W's dtype).
+        The new templates, a new array of W's dtype.
     """
-    beta = beta_name_to_float(beta)
-    exponent = gamma_of(beta) if gamma is None else float(gamma)
-    n_bins, k, T = W.shape
-    Ws = stack_templates(W)
-    expected = (T * k,) if beta == 1 else (T * k, T * k) if beta == 2 else (n_bins, T * k)
-    if num.shape != Ws.shape or den.shape != expected:
-        raise ValueError(
-            f"update_templates got num of shape {num.shape} and den of shape {den.shape} for "
-            f"templates of shape {W.shape}; expected {Ws.shape} and {expected}"
-        )
-    if beta == 1:
-        d = np.array(den, copy=True)
-        d[d == 0] = 1.0
-        den_full = np.broadcast_to(d[np.newaxis, :], Ws.shape).copy()
-    elif beta == 2:
-        den_full = Ws @ den
-    else:
-        den_full = np.array(den, copy=True)
-    if uncorr_weight > 0:
-        den_full += uncorr_weight * uncorrelation_term(W)
-    den_full[den_full == 0] = EPSILON
-    ratio = np.array(num, copy=True)
-    ratio /= den_full
-    if exponent != 1:
-        ratio **= exponent
-    W_new = Ws * ratio
-    if beta <= 1:
-        W_new[W_new < _FLUSH] = 0.0
-    out = unstack_templates(W_new.astype(W.dtype, copy=False), T)
+    _n_bins, k, T = W.shape
+    extra = None
+    if uncorr_weight > 0 and T > 1:
+        extra = (uncorr_weight * uncorrelation_term(W)).astype(W.dtype, copy=False)
+    cols = None
     if fixed is not None and len(np.atleast_1d(fixed)):
-        cols = np.asarray(fixed, dtype=int)
-        out[:, cols, :] = W[:, cols, :]
-    return out
+        cols = stacked_columns(fixed, k, T)
+    W_new = update_W(
+        stack_templates(W), num, den, beta=beta, l1_reg=l1_reg, l2_reg=l2_reg, fixed=cols,
+        extra_den=extra,
+    )  # fmt: skip
+    return unstack_templates(W_new, T)
 
 
 def uncorrelation_term(W: FloatArray) -> FloatArray:
@@ -533,8 +579,9 @@ def normalize_templates(
 ) -> tuple[FloatArray, FloatArray]:
     """Scale each template (all its lags together) to unit norm.
 
-    ``W_new[:, r, :] = W[:, r, :] / scale[r]``; multiplying ``H[r]`` by
-    ``scale[r]`` leaves Λ unchanged. A zero template, and the `fixed` ones,
+    :func:`dnmf.nmf.kernels.normalize_W` on the ``(n_bins·T, k)`` view of the
+    templates: ``W_new[:, r, :] = W[:, r, :] / scale[r]``; multiplying ``H[r]``
+    by ``scale[r]`` leaves Λ unchanged. A zero template, and the `fixed` ones,
     keep scale 1.
 
     Returns
@@ -548,17 +595,9 @@ def normalize_templates(
     >>> normalize_templates(W)[1].tolist()
     [5.0]
     """
-    k = W.shape[1]
-    if norm is None:
-        scale = np.ones(k, dtype=W.dtype)
-    elif norm == "l2":
-        scale = np.sqrt(np.einsum("irt,irt->r", W, W))
-    elif norm == "max":
-        scale = np.abs(W).max(axis=(0, 2), initial=0.0)
-    else:
-        raise DnmfUsageError(f"norm={norm!r} is not a template norm; use 'l2', 'max' or None")
-    scale = scale.astype(W.dtype, copy=False)
-    scale[scale == 0] = 1
+    n_bins, k, T = W.shape
+    flat = W.reshape(n_bins, k) if T == 1 else W.transpose(0, 2, 1).reshape(n_bins * T, k)
+    _, _, scale = normalize_W(flat, None, norm=norm)
     if fixed is not None and len(np.atleast_1d(fixed)):
         scale[np.asarray(fixed, dtype=int)] = 1
     return W / scale[None, :, None], scale

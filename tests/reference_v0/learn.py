@@ -35,10 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from dnmf.features import describe_validation_error
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dnmf.errors import DnmfUsageError
+from dnmf.errors import DnmfUsageError, describe_validation_error
 from reference_v0.kernels import beta_name_to_float, chunk_stats, normalize_W, update_W
 
 __all__ = [

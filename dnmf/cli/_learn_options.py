@@ -1,8 +1,8 @@
-"""``dnmf learn --model nmfd``: the convolutive options turned into an NMFDConfig."""
+"""The options of ``dnmf learn`` that shape the model (lags, informed inits, penalties),
+turned into one :class:`~dnmf.nmf.config.LearnConfig`."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,19 +11,16 @@ import typer
 
 from dnmf.errors import DnmfUsageError
 
-PANEL = "Convolutive NMF (--model nmfd)"
+PANEL = "Templates of several frames (--lags) and informed inits"
 
-ModelOpt = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        help="nmf (one spectrum per component) or nmfd (convolutive: a spectrogram "
-        "snippet of --lags frames per component).",
-    ),
-]
 LagsOpt = Annotated[
     int | None,
-    typer.Option("--lags", help="Frames per template [default: 8].", rich_help_panel=PANEL),
+    typer.Option(
+        "--lags",
+        help="Frames per template: 1 is plain NMF, more is convolutive NMF (NMFD), "
+        "e.g. 8 [default: 1].",
+        rich_help_panel=PANEL,
+    ),
 ]
 PitchesOpt = Annotated[
     str | None,
@@ -98,8 +95,6 @@ FixHOpt = Annotated[
     typer.Option("--fix-h", help="Keep the activations as initialised.", rich_help_panel=PANEL),
 ]
 
-INITS = ("random", "uniform", "pitched", "drums")
-
 
 def parse_pitches(text: str) -> tuple[float, ...]:
     """MIDI pitches from ``"60,62,64"``, with integer ranges ``"48-52"`` (48 to 52).
@@ -109,24 +104,22 @@ def parse_pitches(text: str) -> tuple[float, ...]:
     >>> parse_pitches("60, 62.5, 70-72")
     (60.0, 62.5, 70.0, 71.0, 72.0)
     """
-    out: list[float] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
-        if m and int(m.group(1)) <= int(m.group(2)):
-            out.extend(float(p) for p in range(int(m.group(1)), int(m.group(2)) + 1))
-            continue
-        try:
-            out.append(float(part))
-        except ValueError:
-            raise DnmfUsageError(
-                f"--pitches {text!r} is not a list of MIDI pitches; pass e.g. 60,62,64 or 48-60"
-            ) from None
-    if not out:
-        raise DnmfUsageError(f"--pitches {text!r} names no pitch; pass e.g. 60,62,64")
-    return tuple(out)
+    from dnmf.ranges import parse_ranges
+
+    return tuple(
+        parse_ranges(
+            text, option="--pitches", what="MIDI pitches", example="60,62,64 or 48-60", real=True
+        )
+    )
+
+
+def parse_fixed(text: str | None) -> tuple[int, ...]:
+    """``--fixed-components 0,1,2`` (ranges allowed) as a tuple of ints."""
+    from dnmf.ranges import parse_ranges
+
+    if not text:
+        return ()
+    return tuple(int(c) for c in parse_ranges(text, option="--fixed-components"))
 
 
 def _drum_classes(folder: Path) -> list[str]:
@@ -140,7 +133,7 @@ def _drum_classes(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def nmfd_config(
+def learn_config(
     *,
     rank: int | None,
     init: str | None,
@@ -159,14 +152,15 @@ def nmfd_config(
     fix_h: bool,
     common: dict[str, Any],
 ) -> tuple[Any, np.ndarray | None]:
-    """The NMFDConfig of ``dnmf learn --model nmfd …`` and the given templates, if any.
+    """The LearnConfig of ``dnmf learn …`` and the given dictionary, if any.
 
-    ``--init-scores`` alone means pitched templates for the score's pitches;
-    without ``--rank`` the rank is the number of informed components.
+    ``--init`` is one of the named inits or a model store (whose W starts the
+    run); ``--init-scores`` alone means pitched templates for the score's
+    pitches; without ``--rank`` the rank is that of the given dictionary or the
+    number of informed components.
     """
-    from dnmf.cli.learn import _dictionary_from
+    from dnmf.nmf.config import INITS, LearnConfig
     from dnmf.nmf.informed import read_scores, score_labels
-    from dnmf.nmf.nmfd_learner import NMFDConfig
 
     W_init = None
     init_name = init or "random"
@@ -192,7 +186,7 @@ def nmfd_config(
                 f"--init {init_name!r} is neither {', '.join(INITS)} nor an existing model store; "
                 "pass one of those"
             )
-        W_init = _dictionary_from(init_name)
+        W_init = dictionary_from(init_name)
         init_name = "custom"
     if init_name == "pitched" and not pitch_values:
         raise DnmfUsageError("--init pitched needs MIDI pitches; pass e.g. --pitches 60,62,64")
@@ -212,14 +206,15 @@ def nmfd_config(
             rank = n_informed
         else:
             raise DnmfUsageError(
-                "--rank is missing; pass the number of components, e.g. --rank 16 (with --init "
-                "pitched, drums or --init-scores it defaults to one per informed component)"
+                "--rank is missing; pass the number of components, e.g. --rank 64 (with --init "
+                "MODEL, pitched, drums or --init-scores it defaults to the given or informed "
+                "components)"
             )
     if pitch_values and init_name != "pitched":
         raise DnmfUsageError(
             f"--pitches is for --init pitched, not --init {init_name}; pass --init pitched"
         )
-    cfg = NMFDConfig.from_options(
+    cfg = LearnConfig.from_options(
         **common, rank=rank, init=init_name, fixed_components=fixed, lags=lags,
         pitches=pitch_values, pitch_tol_up=pitch_tol, pitch_tol_down=pitch_tol,
         n_harmonics=harmonics, drums=None if drums is None else str(drums.resolve()),
@@ -229,8 +224,8 @@ def nmfd_config(
     return cfg, W_init
 
 
-def reject_nmfd_options(**given: Any) -> None:
-    """Refuse convolutive options with ``--model nmf``."""
-    for name, value in given.items():
-        if value not in (None, False):
-            raise DnmfUsageError(f"--{name} is for convolutive models; add --model nmfd")
+def dictionary_from(path: str) -> Any:
+    """The dictionary of a model store, for ``--init MODEL``."""
+    from dnmf.io.model import ModelStore
+
+    return ModelStore.open(path).W

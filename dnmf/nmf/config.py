@@ -1,0 +1,181 @@
+"""The one learning config: everything that decides the learned templates.
+
+One model (DESIGN.md section 3): templates ``W (bin, component, lag)`` with
+``lags >= 1``; plain NMF is ``lags = 1``. Every init, both penalty families
+(scikit-learn's ``alpha_W``/``alpha_H``/``l1_ratio`` and libnmfd's
+``sparsity_weight``/``uncorr_weight``), fixed components and ``fix_W``/``fix_H``
+apply to any number of lags.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dnmf.errors import DnmfUsageError, describe_validation_error
+from dnmf.nmf.kernels import beta_name_to_float
+
+__all__ = ["INITS", "SAMPLE_INITS", "InitName", "LearnConfig"]
+
+InitName = Literal["random", "nndsvda", "kmeans", "uniform", "pitched", "drums", "custom"]
+INITS: tuple[str, ...] = ("random", "nndsvda", "kmeans", "uniform", "pitched", "drums")
+#: Inits drawn at scikit-learn's scale ``sqrt(mean(V) / (rank · lags))``, whose
+#: activations start at that scale too; the others start H so that the mean
+#: of Λ matches the mean of V.
+SAMPLE_INITS: tuple[str, ...] = ("random", "nndsvda", "kmeans")
+
+
+class LearnConfig(BaseModel):
+    """Everything that decides the learned templates (with the corpus and its chunking).
+
+    Parameters
+    ----------
+    rank : int
+        Number of components.
+    lags : int
+        Frames per template (T; libnmfd's ``num_template_frames``). 1 is plain
+        NMF, ``Λ = W H``; more is convolutive NMF (NMFD),
+        ``Λ = Σ_t W[:, :, t] shift(H, t)``.
+    beta : float or str
+        β-divergence: 0 / 'itakura-saito', 1 / 'kullback-leibler',
+        2 / 'frobenius' ('euclidean'), or any number.
+    epochs : int
+        Maximum number of passes over the corpus.
+    batch_chunks : int or None
+        Blocks per step; None (the default) is one step per epoch over all
+        blocks, i.e. full-batch multiplicative updates.
+    block_frames : int or None
+        Frames per block; must divide the corpus chunk. None: one block per chunk.
+    n_inner : int
+        Multiplicative updates of a block's H per visit.
+    forget_factor : float
+        ρ of the online accumulators (minibatch only; full batch uses 0).
+    init : {'random', 'nndsvda', 'kmeans', 'uniform', 'pitched', 'drums', 'custom'}
+        Templates: seeded random, NNDSVDa or k-means on a sample of frames
+        (the same spectrum at every lag), constant, harmonic combs of
+        ``pitches``, averaged drum samples from the class folders of
+        ``drums``, or a given dictionary (``W_init``). Components beyond the
+        informed ones start random.
+    h_init : {'random', 'uniform'}
+        Activations: seeded per block from ``(seed, block)``, or constant. With
+        ``scores`` the score's components start as gates over their notes and
+        zero elsewhere (and stay zero there).
+    seed : int
+        Seeds the init, every block's initial H and every epoch's permutation.
+    tol : float
+        Stop when the relative decrease of the epoch loss falls below this.
+    alpha_W, alpha_H, l1_ratio : float
+        Regularisation of W and H with scikit-learn's meaning and scaling (the
+        W penalty is scaled by the frames of the step, the H penalty by the
+        number of bins).
+    sparsity_weight : float
+        Added to the H update's denominator (libnmfd's): an absolute L1 on H.
+    uncorr_weight : float
+        Weight of ``Σ_{t' ≠ t} W_t'`` in the update of ``W_t`` (libnmfd's; no
+        effect at ``lags = 1``).
+    norm : {'l2', 'max', None}
+        Normalise each template (all its lags) after each step, H rescaled so
+        Λ is unchanged.
+    fixed_components : tuple of int
+        Components whose templates never change; they need a given or informed init.
+    fix_W, fix_H : bool
+        Keep all templates, or all activations, as initialised.
+    checkpoint_every : int
+        Steps between checkpoints (there is always one at an epoch's end).
+    sample_frames : int
+        Frames sampled for 'nndsvda' and 'kmeans'.
+    pitches : tuple of float
+        MIDI pitches of the ``pitched`` templates (one component each).
+    pitch_tol_up, pitch_tol_down : float
+        Semitones each harmonic band reaches above and below the pitch.
+    n_harmonics : int
+        Harmonics per comb.
+    drums : str or None
+        Folder whose subfolders (one per class, e.g. ``kick/``) hold samples.
+    scores : str or None
+        CSV of notes ``onset, duration, pitch[, file]`` for score-informed activations.
+    onset_tol : float
+        Seconds a note's gate is widened at both ends.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rank: int = Field(gt=0)
+    lags: int = Field(1, gt=0)
+    beta: float = 1.0
+    epochs: int = Field(50, gt=0)
+    batch_chunks: int | None = Field(None, gt=0)
+    block_frames: int | None = Field(None, gt=0)
+    n_inner: int = Field(1, gt=0)
+    forget_factor: float = Field(0.7, ge=0.0, le=1.0)
+    init: InitName = "random"
+    h_init: Literal["random", "uniform"] = "random"
+    seed: int = Field(0, ge=0)
+    tol: float = Field(1e-4, ge=0.0)
+    alpha_W: float = Field(0.0, ge=0.0)
+    alpha_H: float = Field(0.0, ge=0.0)
+    l1_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    sparsity_weight: float = Field(0.0, ge=0.0)
+    uncorr_weight: float = Field(0.0, ge=0.0)
+    norm: Literal["l2", "max"] | None = "l2"
+    fixed_components: tuple[int, ...] = ()
+    fix_W: bool = False
+    fix_H: bool = False
+    checkpoint_every: int = Field(10, gt=0)
+    sample_frames: int = Field(20000, gt=0)
+    pitches: tuple[float, ...] = ()
+    pitch_tol_up: float = Field(0.75, ge=0.0)
+    pitch_tol_down: float = Field(0.75, ge=0.0)
+    n_harmonics: int = Field(25, gt=0)
+    drums: str | None = None
+    scores: str | None = None
+    onset_tol: float = Field(0.025, ge=0.0)
+
+    @field_validator("beta", mode="before")
+    @classmethod
+    def _beta(cls, value: Any) -> float:
+        return beta_name_to_float(value)
+
+    @field_validator("norm", mode="before")
+    @classmethod
+    def _norm(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.lower() == "none" else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LearnConfig:
+        if self.init == "pitched" and not self.pitches:
+            raise ValueError("init='pitched' needs MIDI pitches; pass e.g. --pitches 60,62,64")
+        if self.init == "drums" and not self.drums:
+            raise ValueError("init='drums' needs a folder of class folders; pass --drums FOLDER")
+        if self.fixed_components and self.init in SAMPLE_INITS:
+            raise ValueError(
+                "fixed components need a given or informed init; pass --init MODEL (a model "
+                "store), pitched, drums or uniform"
+            )
+        if self.fix_W and self.fix_H:
+            raise ValueError("fix_W and fix_H together leave nothing to learn; pass one of them")
+        return self
+
+    @classmethod
+    def from_options(cls, **options: Any) -> LearnConfig:
+        """Build from user values; a bad value becomes one sentence naming it."""
+        try:
+            return cls(**{k: v for k, v in options.items() if v is not None})
+        except ValidationError as exc:
+            raise DnmfUsageError(describe_validation_error(exc)) from None
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> LearnConfig:
+        """The config a model store recorded, including one written before NMF and
+        NMFD were one config (its ``model`` key is implied by ``lags``)."""
+        values = {k: v for k, v in attrs.items() if k != "model"}
+        return cls(**values)
+
+    def penalties(self, n_bins: int, step_frames: int) -> tuple[float, float, float, float]:
+        """(l1_W, l2_W, l1_H, l2_H), absolute: scikit-learn's scaling plus libnmfd's sparsity."""
+        l1_W = step_frames * self.alpha_W * self.l1_ratio
+        l2_W = step_frames * self.alpha_W * (1.0 - self.l1_ratio)
+        l1_H = n_bins * self.alpha_H * self.l1_ratio + self.sparsity_weight
+        l2_H = n_bins * self.alpha_H * (1.0 - self.l1_ratio)
+        return l1_W, l2_W, l1_H, l2_H

@@ -1,0 +1,103 @@
+"""One visit of one block, on a worker or in process: the learner's only per-block code.
+
+A visit (DESIGN.md section 3) reads ``V`` on its window (the block and, at
+``lags > 1``, a halo around it), assembles the window's activations from the
+pieces the plan names (:class:`dnmf.nmf.plan.Visit`), runs ``n_inner`` updates
+of H with W fixed, writes back the block's own frames (buffer
+``(epoch + 1) % 2``: never what it reads) and returns the block's statistics
+for W and its loss, in float64. Nothing here knows Dask: the backends
+(:mod:`dnmf.backends`) decide where visits run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from dnmf.nmf.init import HInit, RandomH
+from dnmf.nmf.lags import window_stats
+from dnmf.nmf.plan import Visit
+
+__all__ = ["BlockIO", "Stats", "VisitParams", "add_stats", "visit_block", "visit_task"]
+
+Stats = tuple[np.ndarray, np.ndarray, float]
+
+
+@dataclass(frozen=True)
+class VisitParams:
+    """What every visit of a run shares (small, shipped with each task)."""
+
+    beta: float
+    n_inner: int
+    l1_H: float
+    l2_H: float
+    seed: int
+    avg: float
+    update_h: bool = True
+    h_init: HInit = RandomH()  # noqa: RUF009 (frozen, shared)
+
+
+class BlockIO(Protocol):
+    """Where a visit reads ``V`` and reads and writes ``H``."""
+
+    def read_V(self, start: int, stop: int) -> np.ndarray: ...
+
+    def read_H(self, buffer: int, start: int, stop: int) -> np.ndarray: ...
+
+    def write_H(self, buffer: int, start: int, stop: int, H: np.ndarray) -> None: ...
+
+
+def window_activations(
+    io: BlockIO, visit: Visit, rank: int, dtype: np.dtype, p: VisitParams
+) -> np.ndarray:
+    """The activations of the visit's window, piece by piece, as the plan names them."""
+    H = np.empty((rank, visit.hi - visit.lo), dtype=dtype)
+    for piece in visit.pieces:
+        if piece.fresh:
+            full = p.h_init.block(
+                rank, piece.block_start, piece.block_stop, block=piece.block, seed=p.seed,
+                avg=p.avg, dtype=dtype,
+            )  # fmt: skip
+            part = full[:, piece.start - piece.block_start : piece.stop - piece.block_start]
+        else:
+            part = io.read_H(piece.buffer, piece.start, piece.stop)
+            if piece.scale is not None:
+                part = part * piece.scale.astype(part.dtype)[:, None]
+        H[:, piece.start - visit.lo : piece.stop - visit.lo] = part
+    return H
+
+
+def visit_block(io: BlockIO, visit: Visit, W: np.ndarray, epoch: int, p: VisitParams) -> Stats:
+    """Update one block's H on its window and return its (num, den, loss), in float64.
+
+    ``W`` has shape ``(n_bins, rank, lags)``. Writes buffer ``(epoch + 1) % 2``
+    for the block's own frames; reads only what the plan names.
+    """
+    # A deserialized array may not even be element-aligned, and BLAS rounds an
+    # unaligned operand differently: a fresh copy makes every worker compute alike.
+    W = np.array(W, order="C", copy=True)
+    V = np.require(io.read_V(visit.lo, visit.hi), requirements=["C_CONTIGUOUS", "ALIGNED"])
+    H = window_activations(io, visit, W.shape[1], V.dtype, p)
+    s = window_stats(
+        V, W, H, start=visit.start - visit.lo, stop=visit.stop - visit.lo, beta=p.beta,
+        n_inner=p.n_inner, l1_reg_H=p.l1_H, l2_reg_H=p.l2_H, update_h=p.update_h,
+    )  # fmt: skip
+    io.write_H((epoch + 1) % 2, visit.start, visit.stop, s.H)
+    return s.num.astype(np.float64), s.den.astype(np.float64), float(s.loss)
+
+
+def visit_task(
+    V_url: str, H_url: str, visit: Visit, W: np.ndarray, epoch: int, p: VisitParams
+) -> Stats:
+    """:func:`visit_block` on a worker: the Zarr stores opened there, BLAS on one thread."""
+    from dnmf.cluster import one_blas_thread
+    from dnmf.io.blocks import ZarrBlockIO
+
+    with one_blas_thread():
+        return visit_block(ZarrBlockIO(V_url, H_url), visit, W, epoch, p)
+
+
+def add_stats(a: Stats, b: Stats) -> Stats:
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2]
