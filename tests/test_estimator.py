@@ -415,3 +415,49 @@ def test_dask_input_runs_on_the_cluster(cluster_client: Any, params: dict[str, A
     assert remote.reconstruction_err_ == local.reconstruction_err_
     assert remote.n_iter_ == local.n_iter_ == params["max_iter"]
     assert remote.n_features_in_ == 16
+
+
+# -- what scikit-learn's users expect of the start ------------------------------------------------
+def test_partial_fit_on_silence_keeps_the_dictionary_alive() -> None:
+    X, _, _ = problem(n_samples=80)
+    model = NMF(4, init="random", random_state=0, tol=0, max_iter=5).fit(X)
+    before = model.components_.copy()
+    model.partial_fit(np.zeros_like(X[:40]))
+    # The accumulators start from the dictionary (scikit-learn's A = W, B = 1), so a
+    # batch without energy shrinks nothing to zero for good.
+    assert (model.components_[before > 0] > 0).all()
+    model.partial_fit(X[40:])
+    assert np.count_nonzero(model.components_) == np.count_nonzero(before)
+
+
+def test_a_bin_silent_in_the_first_step_is_learned_later() -> None:
+    from dnmf.backends import MemoryBackend
+    from dnmf.nmf.config import LearnConfig
+    from dnmf.nmf.learner import learn, start_state
+    from dnmf.nmf.plan import epoch_steps
+
+    rng = np.random.default_rng(5)
+    V = (rng.random((12, 3)) @ rng.random((3, 400)) + 0.1).astype(np.float32)
+    cfg = LearnConfig(rank=3, epochs=4, batch_chunks=2, tol=0, n_inner=2)
+    first = epoch_steps(8, 2, seed=cfg.seed, epoch=0)[0]
+    for b in first:
+        V[0, b * 50 : (b + 1) * 50] = 0.0  # bin 0 has no energy in the first step
+    be = MemoryBackend(V, 50)
+    state = learn(cfg, be, start_state(cfg, be))
+    assert (state.W[0] > 0).any() and np.isfinite(state.losses).all()
+
+
+def test_nndsvda_with_more_components_than_the_data_allows_is_refused() -> None:
+    X = np.random.default_rng(0).random((6, 10))
+    with pytest.raises(ValueError, match=r"init = 'nndsvda' can only be used when n_components"):
+        NMF(8, init="nndsvda").fit(X)
+
+
+@pytest.mark.parametrize("which", ["W", "H"])
+def test_custom_factors_full_of_zeros_are_refused(which: str) -> None:
+    X = np.random.default_rng(0).random((20, 6))
+    W, H = np.random.default_rng(1).random((20, 3)), np.random.default_rng(2).random((3, 6))
+    given = {"W": W, "H": H}
+    given[which] = np.zeros_like(given[which])
+    with pytest.raises(ValueError, match=f"got {which} full of zeros"):
+        NMF(3, init="custom").fit(X, **given)

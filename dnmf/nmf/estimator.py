@@ -381,6 +381,11 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
                     f"shape {X.shape} and n_components={rank}"
                 )
             check_non_negative(A, f"NMF (input {name})")
+            if not A.any():
+                raise DnmfUsageError(
+                    f"init='custom' got {name} full of zeros, which multiplicative updates never "
+                    f"move; pass a {name} with positive entries"
+                )
             out.append(self._to_dnmf(A, X.dtype))
         return out[0], out[1]
 

@@ -173,6 +173,11 @@ def initial_templates(
         if W_init is None:
             raise DnmfUsageError("init='custom' needs a dictionary; pass W_init (or --init MODEL)")
         W = expand_lags(W_init, T)
+        if not np.any(W):
+            raise DnmfUsageError(
+                "the given dictionary is full of zeros, and multiplicative updates never move a "
+                "zero; pass a dictionary with positive entries (or another init)"
+            )
         if W.shape != (n_bins, k, T):
             raise DnmfUsageError(
                 f"the given dictionary has shape {np.shape(W_init)}, the corpus needs "

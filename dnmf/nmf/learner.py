@@ -109,6 +109,15 @@ def check_config(
             f"rank={cfg.rank} is larger than the data allows (V is {n_bins} x {n_frames}); "
             f"pass a rank of at most {min(n_bins, n_frames)}"
         )
+    if cfg.init == "nndsvda":
+        most = min(n_bins, n_frames, cfg.sample_frames)
+        if cfg.rank > most:
+            raise DnmfUsageError(
+                f"init = 'nndsvda' can only be used when n_components <= min(n_samples, "
+                f"n_features) (here rank={cfg.rank} > {most}: V is {n_bins} x {n_frames}, "
+                f"sampled to {min(n_frames, cfg.sample_frames)} frames); pass a smaller rank "
+                "or init='random'"
+            )
     n_inf = len(informed.labels)
     if cfg.rank < n_inf:
         raise DnmfUsageError(

@@ -107,16 +107,21 @@ def accumulate(
     """Fold one step into the accumulators ``A``, ``B`` and return ``(A / B)^γ`` in float64.
 
     ``W`` is the float64 stacked dictionary the step was computed with, ``d``
-    its full (penalised) denominator.
+    its full (penalised) denominator. Accumulators not started yet start as
+    scikit-learn's do, from the current dictionary (``A = W^(1/γ)``, ``B = 1``),
+    so every entry stays alive.
     """
     g = gamma_of(beta)
     d[d == 0] = EPSILON
-    numer = num * (W ** (1.0 / g) if g != 1 else W)
+    W_g = W ** (1.0 / g) if g != 1 else W
+    numer = num * W_g
     if state.A is None or state.B is None:
-        state.A, state.B = numer, d
-    else:
-        state.A = rho * state.A + numer
-        state.B = rho * state.B + d
+        # scikit-learn's MiniBatchNMF start: A = W^(1/γ), B = 1, whose ratio is the
+        # current dictionary. Starting from the first step's statistics alone would
+        # zero for good every entry that step saw no energy for (a silent first block).
+        state.A, state.B = np.array(W_g, dtype=np.float64), np.ones_like(W, dtype=np.float64)
+    state.A = rho * state.A + numer
+    state.B = rho * state.B + d
     W_new = state.A / state.B
     if g != 1:
         W_new **= g
