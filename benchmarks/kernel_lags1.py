@@ -64,10 +64,10 @@ def main() -> None:
     print(f"{'beta':>5} {'reference ms':>13} {'today ms':>9} {'today/ref':>10} {'same bytes':>11}")
     with one_blas_thread():
         for beta in (0.0, 0.5, 1.0, 2.0):
-            def old() -> object:
+            def old(beta: float = beta) -> object:
                 return reference(V, W, H, beta=beta, n_inner=1)
 
-            def new() -> object:
+            def new(beta: float = beta) -> object:
                 return window_stats(V, W3, H, start=0, stop=n, beta=beta, n_inner=1)
 
             a, b = old(), new()  # warm (numba compiles on first use)

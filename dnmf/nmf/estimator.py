@@ -44,11 +44,11 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative, valida
 from dnmf.backends import MemoryBackend
 from dnmf.errors import DnmfUsageError, describe_validation_error
 from dnmf.nmf.config import LearnConfig
-from dnmf.nmf.init import RandomH, random_H, scale_for
+from dnmf.nmf.init import RandomH, scale_for
 from dnmf.nmf.kernels import beta_divergence, beta_name_to_float, update_H
 from dnmf.nmf.learner import LearnState, learn, loss_to_error, run_step, start_state, visit_params
 from dnmf.nmf.plan import tree_sum
-from dnmf.nmf.visit import BlockIO
+from dnmf.nmf.visit import block_loss
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -651,20 +651,22 @@ class _Stream:
 Seeded = tuple[int, float] | None  # (seed, avg) of the seeded activations, or read them
 
 
-def _block_loss(
-    io: BlockIO, block: int, start: int, stop: int, W: np.ndarray, buffer: int,
-    scale: np.ndarray | None, seeded: Seeded, beta: float,
+def _error(
+    backend: Any, where: object, W: np.ndarray, buffer: int, pending: np.ndarray | None,
+    seeded: Seeded, beta: float,
 ) -> float:  # fmt: skip
-    """d(V_b | W H_b) of one block, H_b as a visit would see it (read and rescaled, or seeded)."""
-    V = io.read_V(start, stop)
-    if seeded is not None:
-        seed, avg = seeded
-        H = random_H(W.shape[1], stop - start, seed=seed, block=block, avg=avg, dtype=V.dtype)
-    else:
-        H = io.read_H(buffer, start, stop)
-        if scale is not None:
-            H = H * scale.astype(H.dtype)[:, None]
-    return beta_divergence(V, W, H, beta)
+    """scikit-learn's ``_beta_divergence(X, W_sk, H_sk, square_root=True)``, block by block
+    on the backend (:func:`dnmf.nmf.visit.block_loss`), summed in the fixed tree."""
+    from uuid import uuid4
+
+    items = [
+        (b, a, z, None if pending is None else pending[b])
+        for b, (a, z) in enumerate(backend.blocks())
+    ]
+    leaves = backend.map_blocks(
+        block_loss, items, W, where, buffer, seeded, beta, tag=f"nmf-loss-{uuid4().hex[:12]}"
+    )
+    return loss_to_error(tree_sum(leaves, float.__add__), beta)
 
 
 def _scaled(H: np.ndarray, blocks: list[tuple[int, int]], pending: np.ndarray | None) -> np.ndarray:
@@ -689,12 +691,7 @@ class _MemoryRun:
     def error(
         self, W: np.ndarray, buffer: int, pending: np.ndarray | None, seeded: Seeded, beta: float
     ) -> float:
-        """scikit-learn's ``_beta_divergence(X, W_sk, H_sk, square_root=True)``, block by block."""
-        leaves = []
-        for b, (a, z) in enumerate(self.backend.blocks()):
-            scale = None if pending is None else pending[b]
-            leaves.append(_block_loss(self.backend, b, a, z, W, buffer, scale, seeded, beta))
-        return loss_to_error(tree_sum(leaves, float.__add__), beta)
+        return _error(self.backend, self.backend, W, buffer, pending, seeded, beta)
 
     def activations(self, state: LearnState) -> np.ndarray:
         H = self.backend.activations(state.epoch)
@@ -741,29 +738,10 @@ class _DaskRun:
     def error(
         self, W: np.ndarray, buffer: int, pending: np.ndarray | None, seeded: Seeded, beta: float
     ) -> float:
-        # Tasks of dnmf.backends, dnmf.nmf.init and dnmf.nmf.kernels only, the arithmetic
-        # of _block_loss: the workers never import this module (nor scikit-learn).
-        from dnmf.io.blocks import ZarrBlockIO
-
-        c = self.client
-        io = ZarrBlockIO(self.V_url, self.H_url)
-        W_f = c.scatter(W, broadcast=True, hash=False)
-        k = W.shape[1]
-        futures = []
-        for b, (a, z) in enumerate(self.backend.blocks()):
-            V_b = c.submit(io.read_V, a, z, pure=False)
-            if seeded is not None:
-                seed, avg = seeded
-                kw = {"seed": seed, "block": b, "avg": avg, "dtype": self.backend.dtype}
-                H_b = c.submit(random_H, k, z - a, **kw, pure=False)
-            else:
-                H_b = c.submit(io.read_H, buffer, a, z, pure=False)
-                if pending is not None:
-                    scale = pending[b].astype(self.backend.dtype)[:, None]
-                    H_b = c.submit(np.multiply, H_b, scale, pure=False)
-            futures.append(c.submit(beta_divergence, V_b, W_f, H_b, beta, pure=False))
-        leaves = c.gather(futures)
-        return loss_to_error(tree_sum(leaves, float.__add__), beta)
+        # The workers run dnmf.nmf.visit.block_loss on their own ZarrBlockIO: they never
+        # import this module (nor scikit-learn).
+        where = (self.V_url, self.H_url)
+        return _error(self.backend, where, W, buffer, pending, seeded, beta)
 
     def activations(self, state: LearnState) -> np.ndarray:
         H = np.asarray(self._H(state.epoch % 2)[:, :])

@@ -20,7 +20,15 @@ from dnmf.nmf.init import HInit, RandomH
 from dnmf.nmf.lags import window_stats
 from dnmf.nmf.plan import Visit
 
-__all__ = ["BlockIO", "Stats", "VisitParams", "add_stats", "visit_block", "visit_task"]
+__all__ = [
+    "BlockIO",
+    "Stats",
+    "VisitParams",
+    "add_stats",
+    "block_loss",
+    "visit_block",
+    "visit_task",
+]
 
 Stats = tuple[np.ndarray, np.ndarray, float]
 
@@ -101,3 +109,33 @@ def visit_task(
 
 def add_stats(a: Stats, b: Stats) -> Stats:
     return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+
+
+def block_loss(
+    item: tuple[int, int, int, np.ndarray | None], W: np.ndarray, where: object, buffer: int,
+    seeded: tuple[int, float] | None, beta: float,
+) -> float:  # fmt: skip
+    """``d(V_b | W H_b)`` of one block ``item = (block, start, stop, scale)`` of a one-lag model.
+
+    H_b as a visit would see it: read from ``buffer`` and rescaled, or seeded
+    from ``seeded = (seed, avg)``. ``where`` is a :class:`BlockIO`, or the
+    ``(V_url, H_url)`` of a worker's :class:`dnmf.io.blocks.ZarrBlockIO`.
+    """
+    from dnmf.nmf.init import random_H
+    from dnmf.nmf.kernels import beta_divergence
+
+    block, start, stop, scale = item
+    if isinstance(where, tuple):
+        from dnmf.io.blocks import ZarrBlockIO
+
+        where = ZarrBlockIO(*where)
+    io: BlockIO = where  # type: ignore[assignment]
+    V = io.read_V(start, stop)
+    if seeded is not None:
+        seed, avg = seeded
+        H = random_H(W.shape[1], stop - start, seed=seed, block=block, avg=avg, dtype=V.dtype)
+    else:
+        H = io.read_H(buffer, start, stop)
+        if scale is not None:
+            H = H * scale.astype(H.dtype)[:, None]
+    return beta_divergence(V, W, H, beta)
