@@ -9,9 +9,10 @@ Underneath it runs the learner of ``dnmf learn`` (:func:`dnmf.nmf.learner.learn`
 in this process on a :class:`dnmf.backends.MemoryBackend`, or on the Dask
 cluster of the current ``distributed.Client`` through
 :class:`dnmf.backends.DaskBackend` when ``X`` is a Dask array. With the
-default ``batch_size`` and ``batch_blocks`` it is scikit-learn's
-``NMF(solver='mu')``, iteration for iteration; with ``batch_blocks`` set it is
-the minibatch NMF of DESIGN.md section 3.
+default ``batch_size=None`` it is scikit-learn's ``NMF(solver='mu')``,
+iteration for iteration; with ``batch_size`` set it is the minibatch NMF of
+DESIGN.md section 3 in steps of ``batch_size`` samples, as scikit-learn's
+``MiniBatchNMF``.
 
 Examples
 --------
@@ -55,6 +56,10 @@ if TYPE_CHECKING:
 
 __all__ = ["NMF"]
 
+#: Samples per block of a full-batch fit (a corpus chunk's default): blocks only decide
+#: how the statistics are summed and how the activations are seeded.
+FULL_BATCH_BLOCK = 8192
+
 #: scikit-learn's ``_fit_multiplicative_update`` tests convergence every this many
 #: iterations (epochs here), on the error of the current factors.
 _CHECK_EVERY = 10
@@ -67,12 +72,12 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     ``NMF(solver='mu')``: the β-divergence ``d(X | W_sk H_sk)`` plus
     scikit-learn's L1/L2 penalties, minimised by multiplicative updates with
     the exponent γ(β) of Févotte & Idier (2011). With the defaults
-    (``batch_size=None``, ``batch_blocks=None``, ``norm=None``) an epoch is
-    one Lee-Seung iteration, and from the same initial factors
-    (``init='custom'``) the result is scikit-learn's to rounding. With
-    ``batch_blocks`` set, an epoch is a pass of minibatch steps with online
-    accumulators (Lefèvre, Bach & Févotte 2011; scikit-learn's
-    ``MiniBatchNMF``), as ``dnmf learn`` runs on a corpus.
+    (``batch_size=None``, ``norm=None``) an epoch is one Lee-Seung iteration,
+    and from the same initial factors (``init='custom'``) the result is
+    scikit-learn's to rounding. With ``batch_size`` set, an epoch is a pass of
+    minibatch steps of that many samples with online accumulators (Lefèvre,
+    Bach & Févotte 2011; scikit-learn's ``MiniBatchNMF(batch_size=...)``), as
+    ``dnmf learn --batch-chunks 1`` runs on a corpus.
 
     ``X`` is (n_samples, n_features) = (frames, bins): the transpose of
     librosa's spectrogram ``S``. ``librosa.decompose.decompose(S,
@@ -119,12 +124,14 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     l1_ratio : float, default=0.0
         Mix of L1 (1) and L2 (0) in both penalties.
     batch_size : int or None, default=None
-        Frames per block. None: one block of all frames (one block per chunk
-        along samples of a Dask array). With ``batch_blocks=None`` the blocks
-        only change how the statistics are summed, not the result.
-    batch_blocks : int or None, default=None
-        Blocks per minibatch step. None: one step over all blocks per epoch,
-        which is exact full-batch MU.
+        Samples (frames) per minibatch step, as scikit-learn's
+        ``MiniBatchNMF``: each epoch visits the samples in blocks of
+        ``batch_size`` (the last one shorter), one block per step, in a seeded
+        order, each step updating that block's activations and then the
+        dictionary through the online accumulators. None: one step per epoch
+        over all samples, exact full-batch MU (the learner's blocks are then
+        all of X in memory, or the chunks along samples of a Dask array, which
+        only changes how the statistics are summed).
     forget_factor : float, default=0.7
         Forgetting of the online accumulators, per pass over the data (per
         call of :meth:`partial_fit`), as scikit-learn's ``MiniBatchNMF``.
@@ -199,7 +206,6 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         "alpha_H": [Interval(Real, 0, None, closed="left"), StrOptions({"same"})],
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "batch_blocks": [Interval(Integral, 1, None, closed="left"), None],
         "forget_factor": [Interval(Real, 0, 1, closed="both")],
         "n_inner": [Interval(Integral, 1, None, closed="left")],
         "norm": [StrOptions({"l2", "max"}), None],
@@ -220,7 +226,6 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         alpha_H: float | str = "same",
         l1_ratio: float = 0.0,
         batch_size: int | None = None,
-        batch_blocks: int | None = None,
         forget_factor: float = 0.7,
         n_inner: int = 1,
         norm: str | None = None,
@@ -237,7 +242,6 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         self.alpha_H = alpha_H
         self.l1_ratio = l1_ratio
         self.batch_size = batch_size
-        self.batch_blocks = batch_blocks
         self.forget_factor = forget_factor
         self.n_inner = n_inner
         self.norm = norm
@@ -335,7 +339,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
                 rank=rank,
                 beta=beta_name_to_float(self.beta_loss),
                 epochs=self.max_iter,
-                batch_chunks=self.batch_blocks,
+                batch_chunks=None if self.batch_size is None else 1,
                 block_frames=block_frames,
                 n_inner=self.n_inner,
                 forget_factor=self.forget_factor,
@@ -446,13 +450,14 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         rank = self._rank(X, W, H)
         init = self._init_name(rank, X)
         H_init, W_init = self._custom_factors(X, rank, W, H)
+        # Blocks of batch_size samples, or of FULL_BATCH_BLOCK in full batch: the same
+        # blocks (and so the same seeded activations and sums) in memory and on a cluster.
+        block_frames = self.batch_size or FULL_BATCH_BLOCK
+        cfg = self._config(rank, init, self._seed(), block_frames)
         if client is not None:
-            block_frames = self.batch_size or int(max(X.chunks[0]))
-            cfg = self._config(rank, init, self._seed(), block_frames)
             run: _MemoryRun | _DaskRun = _DaskRun(client, X, block_frames, rank)
         else:
-            cfg = self._config(rank, init, self._seed(), self.batch_size or V.shape[1])
-            run = _MemoryRun(V, cfg.block_frames or V.shape[1])
+            run = _MemoryRun(V, block_frames)
         try:
             state = _start_state(cfg, run.backend, W_init)
             if H_init is not None:
@@ -525,8 +530,8 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         ``MiniBatchNMF.partial_fit``, the batch's activations are first solved
         with the dictionary fixed (as :meth:`transform`, with ``max_iter`` and
         ``tol``); then one step updates them (``n_inner`` times) and the
-        dictionary. ``batch_size`` cuts X into blocks; ``batch_blocks`` is not
-        used.
+        dictionary. ``batch_size`` cuts X into blocks whose statistics are
+        summed for the one step.
 
         Parameters
         ----------
