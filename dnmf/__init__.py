@@ -2,7 +2,8 @@
 
 A corpus of audio becomes a chunked spectrogram ``V (bin, frame)`` in Zarr
 (:mod:`pipelines.ingest`, ``dnmf ingest``); a minibatch NMF learns a dictionary
-``W (bin, component)`` from it on a Dask cluster; activations
+``W (bin, component)`` (or templates ``W (bin, component, lag)``) from it on a
+Dask cluster; activations
 ``H (component, frame)`` are exported chunk for chunk. See README.md.
 """
 
@@ -14,6 +15,7 @@ from dnmf.errors import DnmfError, DnmfUsageError, DnmfWarning
 
 __all__ = [
     "NMF",
+    "NMFD",
     "DnmfError",
     "DnmfUsageError",
     "DnmfWarning",
@@ -32,6 +34,10 @@ def __getattr__(name: str) -> object:
         from dnmf.nmf.estimator import NMF
 
         return NMF
+    if name == "NMFD":
+        from dnmf.nmf.nmfd_estimator import NMFD
+
+        return NMFD
     if name in ("open_corpus", "open_model", "open_activations", "file_frames"):
         from dnmf import api  # xarray is imported only when asked for
 

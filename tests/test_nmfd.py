@@ -593,3 +593,34 @@ def test_cli_learns_nmfd_and_refuses_bad_input(
     ]:
         res = run("learn", corpus, *args, "-o", tmp_path / "x.zarr", "-q")
         assert_one_sentence_error(res, 2, *words)
+
+
+# --------------------------------------------------------------------------- the estimator
+
+
+def test_nmfd_estimator_fits_transforms_and_inverts() -> None:
+    from sklearn.base import clone
+
+    import dnmf
+
+    V, W_true, _ = synthetic(3, n_bins=16, rank=2, lags=4, n=240)
+    X = np.ascontiguousarray(V.T)  # frames x bins, scikit-learn's orientation
+    model = dnmf.NMFD(2, lags=4, max_iter=150, tol=0, random_state=1)
+    assert clone(model).get_params()["lags"] == 4
+    H = model.fit_transform(X)
+    assert H.shape == (240, 2) and model.components_.shape == (2, 16, 4)
+    assert (H >= 0).all() and (model.components_ >= 0).all() and model.n_iter_ == 150
+    rel = np.linalg.norm(model.inverse_transform(H) - X) / np.linalg.norm(X)
+    assert rel < 0.02, rel
+    # transform is the fit with the templates frozen: it explains X as well as the fit did.
+    again = model.transform(X)
+    rel2 = np.linalg.norm(model.inverse_transform(again) - X) / np.linalg.norm(X)
+    assert rel2 < 1.5 * rel + 1e-3
+    # lags=1 is plain NMF: the same dictionary as dnmf.NMF from the same start.
+    W0 = np.random.default_rng(1).random((2, 16)) + 0.1
+    H0 = np.random.default_rng(2).random((240, 2)) + 0.1
+    one = dnmf.NMFD(2, lags=1, init="custom", max_iter=20, tol=0, norm=None, beta_loss=1)
+    ref = dnmf.NMF(2, init="custom", max_iter=20, tol=0, beta_loss=1)
+    one.fit(X, W=H0, H=W0)
+    ref.fit(X, W=H0, H=W0)
+    np.testing.assert_allclose(one.components_[:, :, 0], ref.components_, rtol=1e-10)
