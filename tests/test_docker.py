@@ -58,10 +58,12 @@ STORE = "/data/dnmf-demo"
 def report(config: pytest.Config, line: str) -> None:
     """Print a measured figure even while pytest captures output."""
     terminal = config.pluginmanager.get_plugin("terminalreporter")
-    if terminal is not None:
-        terminal.write_line(f"[docker] {line}")
-    else:
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if terminal is None or capture is None:
         print(f"[docker] {line}", file=sys.stderr)
+        return
+    with capture.global_and_fixture_disabled():
+        terminal.write_line(f"[docker] {line}")
 
 
 def no_engine(reason: str) -> NoReturn:
