@@ -2,9 +2,9 @@
 
 The cluster tests start the scheduler and the workers as subprocesses on
 127.0.0.1 (free ports chosen by the scheduler, found through its scheduler
-file) and stop them at the end. No Docker engine runs here: the compose file
-and the Dockerfile are checked as files, and every command they run is parsed
-by the real command line it names.
+file) and stop them at the end. Here the compose file and the Dockerfile are
+checked as files, and every command they run is parsed by the real command
+line it names; tests/test_docker.py builds the image and runs the stack (slow).
 """
 
 from __future__ import annotations
@@ -290,8 +290,14 @@ def test_compose_file_services_and_commands() -> None:
         )
     assert "data" in spec["volumes"]
     # The dashboard is published on the loopback only; nothing else is published.
+    # (The host port defaults to 8787; DNMF_DASHBOARD_PORT moves it.)
     published = [(n, p) for n, s in services.items() for p in s.get("ports", [])]
-    assert published == [("scheduler", "127.0.0.1:8787:8787")]
+    assert published == [("scheduler", "127.0.0.1:${DNMF_DASHBOARD_PORT:-8787}:8787")]
+    # docker-compose 1.29 refuses a top-level `name`; docker/.env names the project
+    # for it and for docker compose (v2) alike.
+    assert "name" not in spec
+    env = (REPO / "docker" / ".env").read_text().splitlines()
+    assert "COMPOSE_PROJECT_NAME=dnmf" in env
     for worker in ("worker-1", "worker-2"):
         args = services[worker]["command"]
         assert args[2] == "tcp://scheduler:8786" and args[args.index("--nthreads") + 1] == "1"
@@ -318,16 +324,22 @@ def test_commands_in_the_docker_comments_exist() -> None:
 def test_dockerfile() -> None:
     text = (REPO / "docker" / "Dockerfile").read_text()
     instructions = [line.split(None, 1) for line in text.splitlines() if line and line[0].isupper()]
-    assert instructions[0] == ["FROM", "python:3.11-slim"]
+    # The base image is a build argument whose default is the public image.
+    assert instructions[0] == ["ARG", "BASE=python:3.11-slim"]
+    assert [rest for op, rest in instructions if op == "FROM"] == ["${BASE} AS build", "${BASE}"]
     assert "libsndfile1" in text and "--no-install-recommends" in text
     users = [rest for op, rest in instructions if op == "USER"]
     assert users and users[-1] not in ("root", "0")
     for op, rest in instructions:
-        if op == "COPY":
+        if op == "COPY" and not rest.startswith("--from="):
             for src in rest.split()[:-1]:
                 assert (REPO / src).exists(), src
-    ignore = (REPO / "docker" / "Dockerfile.dockerignore").read_text()
-    assert "!dnmf/" in ignore and "!pipelines/" in ignore
+    # The offline install: wheels from docker/wheelhouse, with no package index.
+    assert "--no-index --find-links /tmp/wheelhouse" in text
+    # At the root, so that the classic builder and docker-compose 1.29 read it too.
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    assert {"*", "!dnmf/", "!pipelines/", "!configs/", "!docker/wheelhouse/"} <= set(ignore)
+    assert not (REPO / "docker" / "Dockerfile.dockerignore").exists()
 
 
 def test_configs_parse_without_files(tmp_path: Path) -> None:
