@@ -603,7 +603,7 @@ def test_nmfd_estimator_fits_transforms_and_inverts() -> None:
 
     import dnmf
 
-    V, W_true, _ = synthetic(3, n_bins=16, rank=2, lags=4, n=240)
+    V, _, _ = synthetic(3, n_bins=16, rank=2, lags=4, n=240)
     X = np.ascontiguousarray(V.T)  # frames x bins, scikit-learn's orientation
     model = dnmf.NMFD(2, lags=4, max_iter=150, tol=0, random_state=1)
     assert clone(model).get_params()["lags"] == 4
