@@ -60,6 +60,12 @@ class StoreLockedError(DnmfError, RuntimeError):
     exit_code = EXIT_USAGE
 
 
+class MissingExtraError(DnmfError, ImportError):
+    """An optional dependency (an extra: ``dnmf[plot]``, ``dnmf[cluster]``) is not installed."""
+
+    exit_code = EXIT_USAGE
+
+
 class DnmfWarning(UserWarning):
     """Root of dnmf's warnings (turned into errors in the test suite)."""
 

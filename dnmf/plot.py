@@ -11,13 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from dnmf.errors import DnmfError, DnmfUsageError
+from dnmf.errors import DnmfUsageError, MissingExtraError
 
 __all__ = ["plot_store"]
-
-
-class MissingExtraError(DnmfError, ImportError):
-    exit_code = 2
 
 
 def _pyplot() -> Any:

@@ -73,8 +73,6 @@ __all__ = [
 #: Frames solved at once (the corpus's default chunk: about 33 MB of V at n_fft=2048).
 BLOCK_FRAMES = 8192
 
-#: Rows of the file table per Zarr chunk (as the corpus store).
-FILE_CHUNK = 65536
 
 ModelLike = ModelStore | StorePath
 
@@ -492,7 +490,8 @@ def transform_files(
 
     import zarr
 
-    from dnmf.io.store import consolidate, write_meta
+    from dnmf.io.activations import create_frame_arrays, write_file_table
+    from dnmf.io.store import array, consolidate, write_meta
     from dnmf.progress import reporter
 
     t0 = time.perf_counter()
@@ -511,19 +510,8 @@ def transform_files(
     store.parent.mkdir(parents=True, exist_ok=True)
     g = zarr.open_group(str(store), mode="w", zarr_format=3)
     cf = int(chunk_frames)
-    H_arr = g.create_array(
-        "H", shape=(d.rank, total), chunks=(d.rank, cf), dtype="float32",
-        dimension_names=("component", "frame"), compressors=None, fill_value=0.0,
-        attributes={"coordinates": "time file_index", "long_name": "activations"},
-    )  # fmt: skip
-    time_arr = g.create_array(
-        "time", shape=(total,), chunks=(cf,), dtype="float64", dimension_names=("frame",),
-        attributes={"units": "s", "long_name": "time within file"},
-    )  # fmt: skip
-    index_arr = g.create_array(
-        "file_index", shape=(total,), chunks=(cf,), dtype="int32", dimension_names=("frame",),
-        fill_value=-1,
-    )  # fmt: skip
+    create_frame_arrays(g, d.rank, total, cf)
+    H_arr, time_arr, index_arr = array(g, "H"), array(g, "time"), array(g, "file_index")
     meta: dict[str, Any] = {
         "kind": "activations",
         "source": "transform",
@@ -573,13 +561,7 @@ def transform_files(
         "content_hash": str, "samplerate": "int64", "channels": "int32", "n_samples": "int64",
         "duration": "float64", "loss": "float64", "n_iter": "int64",
     }  # fmt: skip
-    for col, dtype in columns.items():
-        values = np.array([r[col] for r in rows], dtype=dtype)
-        arr = g.create_array(
-            col, shape=values.shape, chunks=(FILE_CHUNK,), dtype=dtype,
-            dimension_names=("file",), fill_value="" if dtype is str else 0,
-        )  # fmt: skip
-        arr[:] = values
+    write_file_table(g, rows, columns)
     meta.update(status="done", finished=datetime.now(UTC).isoformat(timespec="seconds"))
     write_meta(g, meta)
     consolidate(store)

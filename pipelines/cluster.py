@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from dnmf.cluster import SCHEDULER_ENV, check_compute_options, connect
-from dnmf.errors import EXIT_USAGE, DnmfError, DnmfUsageError
+from dnmf.errors import DnmfUsageError, MissingExtraError
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -28,12 +28,6 @@ if TYPE_CHECKING:
     from pipelines.config import ClusterSection
 
 __all__ = ["MissingExtraError", "describe_target", "job_script", "open_client"]
-
-
-class MissingExtraError(DnmfError, ImportError):
-    """An optional dependency of the chosen cluster kind is not installed."""
-
-    exit_code = EXIT_USAGE
 
 
 # Keywords of JobQueueCluster.__init__ that dnmf sets itself or that dask-jobqueue refuses.

@@ -23,7 +23,8 @@ import zarr
 
 from dnmf.cluster import check_compute_options
 from dnmf.errors import StoreMismatchError
-from dnmf.io.corpus import CorpusStore, FileRecord
+from dnmf.io.activations import create_frame_arrays, write_file_table
+from dnmf.io.corpus import CorpusStore
 from dnmf.io.model import ModelStore
 from dnmf.io.store import array, consolidate, open_group, read_meta, write_meta
 from dnmf.transform import dictionary_fingerprint
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["ExportResult", "export", "export_settings", "plan_export"]
 
 KIND = "activations"
-TABLE = ("file", "first_frame", "n_frames", "status")
+#: The file table of an export: the corpus's own columns that select a file's frames.
+TABLE = {"file": str, "first_frame": "int64", "n_frames": "int64", "status": str}
 
 
 def export_chunk(
@@ -202,11 +204,7 @@ def export(
                 n_iter=n_iter, tol=tol, l1_reg=l1_H, l2_reg=l2_H,
             )  # fmt: skip
     files = corpus.files()
-    for name in TABLE:
-        arr = array(group, name)
-        arr.resize((len(files),))
-        if files:
-            arr[:] = np.array([getattr(r, name) for r in files], dtype=FileRecord.DTYPES[name])
+    write_file_table(group, [{name: getattr(r, name) for name in TABLE} for r in files], TABLE)
     write_meta(
         group,
         {
@@ -231,28 +229,6 @@ def export(
 def _create(store: Path, corpus: CorpusStore, rank: int) -> None:
     store.parent.mkdir(parents=True, exist_ok=True)
     g = zarr.open_group(str(store), mode="w", zarr_format=3)
-    cf = corpus.chunk_frames
-    g.create_array(
-        "H", shape=(rank, 0), chunks=(rank, cf), dtype="float32",
-        dimension_names=("component", "frame"), compressors=None, fill_value=0.0,
-        attributes={"coordinates": "time file_index", "long_name": "activations"},
-    )  # fmt: skip
-    g.create_array(
-        "time", shape=(0,), chunks=(cf,), dtype="float64", dimension_names=("frame",),
-        attributes={"units": "s", "long_name": "time within file"},
-    )  # fmt: skip
-    g.create_array(
-        "file_index", shape=(0,), chunks=(cf,), dtype="int32", dimension_names=("frame",),
-        fill_value=-1,
-    )  # fmt: skip
-    for name, dtype in (
-        ("file", str),
-        ("first_frame", "int64"),
-        ("n_frames", "int64"),
-        ("status", str),
-    ):
-        g.create_array(
-            name, shape=(0,), chunks=(65536,), dtype=dtype, dimension_names=("file",),
-            fill_value="" if dtype is str else 0,
-        )  # fmt: skip
+    create_frame_arrays(g, rank, 0, corpus.chunk_frames)
+    write_file_table(g, [], TABLE)
     write_meta(g, {"kind": KIND, "n_frames": 0})

@@ -31,12 +31,19 @@ import zarr
 
 from dnmf.audio.features import FeatureConfig, frequencies
 from dnmf.errors import StoreMismatchError
-from dnmf.io.store import StorePath, array, consolidate, open_group, read_meta, write_meta
+from dnmf.io.store import (
+    FILE_CHUNK,
+    StorePath,
+    array,
+    consolidate,
+    open_group,
+    read_meta,
+    write_meta,
+)
 
 __all__ = ["CorpusStore", "FileRecord", "Status"]
 
 #: Rows of the file table are created in blocks of this many.
-FILE_CHUNK = 65536
 
 
 class Status:

@@ -37,6 +37,10 @@ FORMAT_VERSION = 1
 StorePath = str | os.PathLike[str]
 
 
+#: Rows of a file table per Zarr chunk (corpus and activations stores alike).
+FILE_CHUNK = 65536
+
+
 def open_group(path: StorePath, *, mode: str = "r") -> zarr.Group:
     """Open a store's root group, reading each array's own metadata (not the consolidated copy)."""
     p = Path(path)
