@@ -121,3 +121,31 @@ def test_plots_are_written(learned: tuple[Path, Path], tmp_path: Path, cluster_c
         with Image.open(p) as im:
             grey = np.asarray(im.convert("L"))
             assert im.size[0] > 300 and len(np.unique(grey)) > 10  # not blank
+
+
+@pytest.mark.parametrize("lags", [1, 8])
+def test_export_transform_and_separate_solve_the_same_H_with_penalties(
+    lags: int, tmp_path: Path, cluster_client
+) -> None:
+    """One solver: the model's penalties on H reach export, transform and separate alike."""
+    from dnmf.separate import _activations
+    from dnmf.transform import load_dictionary
+
+    audio = write(tmp_path / "audio" / "a.wav", tone(22050, 4.0, 330), 22050)
+    store = tmp_path / "c.zarr"
+    ingest(audio.parent, store, chunk_frames=64, client=cluster_client)
+    model = tmp_path / "m.zarr"
+    cfg = LearnConfig(rank=3, lags=lags, epochs=5, alpha_H=0.1, l1_ratio=0.5, seed=1)
+    learn_corpus(store, model, config=cfg, client=cluster_client)
+    acts = dnmf.open_activations(export(model, client=cluster_client, n_iter=20, tol=0).store)
+    exported = acts.dnmf.file("a.wav").H.values
+    H, _ = activations_for_file(model, audio, n_iter=20, tol=0)
+    V = dnmf.open_corpus(store).dnmf.file("a.wav").V.values
+    separated = _activations(V, load_dictionary(model), n_iter=20, tol=0, block=8192)
+    scale = float(exported.max())
+    np.testing.assert_allclose(H, exported, rtol=1e-4, atol=1e-5 * scale)
+    np.testing.assert_allclose(separated, H, rtol=1e-4, atol=1e-5 * scale)
+    # ... and the penalty is really there: without it the activations are others.
+    W = dnmf.open_model(model).W.values
+    plain, _, _ = solve(V, W, beta=1.0, n_iter=20, tol=0)
+    assert not np.allclose(plain, H, rtol=1e-2)

@@ -211,11 +211,16 @@ def W_of(path: Path) -> np.ndarray:
     return ModelStore.open(path).W
 
 
+@pytest.mark.parametrize(
+    "model",
+    [{}, {"lags": 4, "init": "pitched", "pitches": [60, 67]}],
+    ids=["lags1", "lags4-pitched"],
+)
 def test_run_twice_then_new_files_refine_and_export_only_new_frames(
-    tmp_path: Path, on_cluster: str, cluster_client: Any
+    tmp_path: Path, on_cluster: str, cluster_client: Any, model: dict[str, Any]
 ) -> None:
     audio(tmp_path / "audio", ["a.wav", "b.wav", "sub/c.wav"])
-    raw = small_config(tmp_path, export={"reexport_threshold": 10.0})
+    raw = small_config(tmp_path, export={"reexport_threshold": 10.0}, learn=model)
     path = write_config(tmp_path / "c.yaml", raw)
     store = Path(raw["store"])
 
