@@ -48,10 +48,11 @@ def test_full_batch_equals_sklearn_mu(beta: float) -> None:
 
 @pytest.mark.parametrize("beta", [0.0, 1.0, 1.5, 2.0])
 @pytest.mark.parametrize("norm", [None, "l2"])
-def test_loss_never_rises_in_full_batch(beta: float, norm: str | None) -> None:
+@pytest.mark.parametrize("lags", [1, 6])
+def test_loss_never_rises_in_full_batch(beta: float, norm: str | None, lags: int) -> None:
     V = (np.random.default_rng(1).random((30, 200)) ** 2).astype(np.float32)
     V[:, 5] = 0.0  # a silent frame
-    cfg = LearnConfig(rank=4, beta=beta, epochs=40, norm=norm, tol=0)
+    cfg = LearnConfig(rank=4, lags=lags, beta=beta, epochs=40, norm=norm, tol=0)
     state, _ = memory_fit(V, cfg)
     losses = np.array(state.losses)
     assert (np.diff(losses) <= 1e-5 * losses[0]).all(), losses
@@ -148,12 +149,13 @@ def corpus(tmp_path: Path) -> Path:
     return write_corpus(tmp_path / "corpus.zarr", V, chunk_frames=100)
 
 
+@pytest.mark.parametrize("lags", [1, 8])
 def test_cluster_equals_memory_bitwise_for_1_2_3_workers(
-    corpus: Path, tmp_path: Path, cluster_client
+    corpus: Path, tmp_path: Path, cluster_client, lags: int
 ) -> None:
     from dnmf.cluster import connect
 
-    cfg = LearnConfig(rank=4, epochs=6, batch_chunks=3, n_inner=2, tol=0, seed=3)
+    cfg = LearnConfig(rank=4, lags=lags, epochs=6, batch_chunks=3, n_inner=2, tol=0, seed=3)
     V = CorpusStore.open(corpus).V[:]
     mem, _ = memory_fit(V, cfg, block=100)
     two = learn_corpus(corpus, tmp_path / "two.zarr", config=cfg, client=cluster_client)
@@ -166,10 +168,13 @@ def test_cluster_equals_memory_bitwise_for_1_2_3_workers(
     assert two.losses == mem.losses and two.epochs == 6
 
 
+@pytest.mark.parametrize("lags", [1, 8])
 def test_resume_ends_bitwise_where_an_uninterrupted_run_ends(
-    corpus: Path, tmp_path: Path, cluster_client
+    corpus: Path, tmp_path: Path, cluster_client, lags: int
 ) -> None:
-    cfg = LearnConfig(rank=4, epochs=5, batch_chunks=2, n_inner=2, tol=0, checkpoint_every=3)
+    cfg = LearnConfig(
+        rank=4, lags=lags, epochs=5, batch_chunks=2, n_inner=2, tol=0, checkpoint_every=3
+    )
     whole = learn_corpus(corpus, tmp_path / "whole.zarr", config=cfg, client=cluster_client)
     with pytest.raises(Crash):
         learn_corpus(

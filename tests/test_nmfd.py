@@ -24,7 +24,7 @@ from dnmf.nmf.lags import (
     update_templates,
 )
 from dnmf.nmf.learner import fit_in_memory
-from tests.test_learn import Crash, crash_at, write_corpus
+from tests.test_learn import write_corpus
 
 # --------------------------------------------------------------------------- a reference
 
@@ -159,21 +159,6 @@ def test_chunked_learner_equals_whole_matrix_nmfd(beta: float, n_inner: int) -> 
         np.testing.assert_allclose(r.W, W_ref, rtol=1e-9, atol=1e-14)
         np.testing.assert_allclose(r.H, H_ref, rtol=1e-9, atol=1e-14)
         np.testing.assert_allclose(r.losses, losses, rtol=1e-9)
-
-
-@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 2.0])
-@pytest.mark.parametrize("norm", [None, "l2"])
-def test_loss_never_rises(beta: float, norm: str | None) -> None:
-    V, _, _ = synthetic(3, n=400)
-    V = V.astype(np.float32)
-    V[:, 100] = 0.0
-    r = fit_in_memory(
-        V, LearnConfig(rank=4, lags=6, epochs=40, beta=beta, norm=norm, tol=0), block_frames=128
-    )
-    losses = np.array(r.losses)
-    assert np.isfinite(losses).all()
-    assert (np.diff(losses) <= 1e-5 * losses[0]).all(), losses
-    assert r.W.dtype == np.float32 and (r.W >= 0).all() and (r.H >= 0).all()
 
 
 def test_known_templates_are_recovered() -> None:
@@ -314,47 +299,6 @@ def corpus(tmp_path: Path) -> tuple[Path, np.ndarray]:
     V, _, _ = synthetic(6, n_bins=33, rank=3, lags=4, n=700)
     V = V.astype(np.float32)
     return write_corpus(tmp_path / "corpus.zarr", V, chunk_frames=100), V
-
-
-@pytest.mark.parametrize(
-    "options",
-    [{}, {"batch_chunks": 3, "n_inner": 2, "beta": 0.5}],
-    ids=["full-batch", "minibatch"],
-)
-def test_cluster_equals_memory_bitwise(corpus, tmp_path: Path, cluster_client, options) -> None:  # type: ignore[no-untyped-def]
-    from dnmf.cluster import connect
-    from dnmf.io.model import ModelStore
-    from pipelines.learn import learn_corpus
-
-    path, V = corpus
-    cfg = LearnConfig(rank=3, lags=4, epochs=5, tol=0, seed=3, **options)
-    mem = fit_in_memory(V, cfg, block_frames=100)
-    two = learn_corpus(path, tmp_path / "two.zarr", config=cfg, client=cluster_client)
-    with connect(workers=1, processes=False) as c1:
-        learn_corpus(path, tmp_path / "one.zarr", config=cfg, client=c1)
-    for name in ("one", "two"):
-        assert ModelStore.open(tmp_path / f"{name}.zarr").W.tobytes() == mem.W.tobytes()
-    assert two.losses == mem.losses
-
-
-def test_resume_ends_bitwise_where_an_uninterrupted_run_ends(
-    corpus, tmp_path: Path, cluster_client
-) -> None:  # type: ignore[no-untyped-def]
-    from dnmf.io.model import ModelStore
-    from pipelines.learn import learn_corpus
-
-    path, _ = corpus
-    cfg = LearnConfig(rank=3, lags=4, epochs=4, batch_chunks=2, tol=0, checkpoint_every=3)
-    whole = learn_corpus(path, tmp_path / "whole.zarr", config=cfg, client=cluster_client)
-    with pytest.raises(Crash):
-        learn_corpus(
-            path, tmp_path / "cut.zarr", config=cfg, client=cluster_client, on_step=crash_at(7)
-        )
-    resumed = learn_corpus(
-        path, tmp_path / "cut.zarr", config=cfg, resume=True, client=cluster_client
-    )
-    a, b = ModelStore.open(tmp_path / "whole.zarr"), ModelStore.open(tmp_path / "cut.zarr")
-    assert a.W.tobytes() == b.W.tobytes() and resumed.losses == whole.losses
 
 
 def test_model_store_and_export(corpus, tmp_path: Path, cluster_client) -> None:  # type: ignore[no-untyped-def]
