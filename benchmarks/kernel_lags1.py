@@ -54,7 +54,7 @@ def main() -> None:
     from reference_v0.kernels import chunk_stats as reference
 
     from dnmf.cluster import one_blas_thread
-    from dnmf.nmf.lags import window_stats
+    from dnmf.nmf.model import window_stats
 
     V, W, H = chunk(args.bins, args.frames, args.rank)
     W3 = np.ascontiguousarray(W[:, :, None])

@@ -59,7 +59,7 @@ import numpy as np
 import soundfile as sf
 
 from dnmf.demo import synth_piece
-from dnmf.nmf.kernels import beta_divergence
+from dnmf.nmf.divergence import beta_divergence
 from pipelines.ingest import ingest
 
 RANK = 64

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from dnmf.io.blocks import absolute, open_array
-from dnmf.nmf.kernels import check_nonnegative
+from dnmf.nmf.divergence import check_nonnegative
 from dnmf.nmf.plan import Visit, blocks_of, tree_sum
 from dnmf.nmf.visit import Stats, VisitParams, add_stats, visit_block, visit_task
 

@@ -16,19 +16,16 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.decomposition import NMF, non_negative_factorization
 from sklearn.decomposition._nmf import _beta_divergence, _fit_multiplicative_update
 
-import dnmf.nmf.kernels as kernels
 from dnmf.errors import DnmfUsageError, InvalidDataError
-from dnmf.nmf.kernels import (
+from dnmf.nmf.divergence import (
     EPSILON,
     beta_divergence,
     beta_name_to_float,
     check_nonnegative,
-    chunk_stats,
     gamma,
-    normalize_W,
-    update_H,
-    update_W,
 )
+from dnmf.nmf.kernels import chunk_stats, update_H
+from dnmf.nmf.update import normalize_W, update_W
 
 BETAS = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
 
@@ -505,7 +502,14 @@ def test_epsilon_is_sklearns() -> None:
     assert isinstance(EPSILON, float)
 
 
-def test_docstring_examples() -> None:
-    result = doctest.testmod(kernels, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 5
+@pytest.mark.parametrize(
+    "module",
+    ["kernels", "divergence", "lags", "model", "update", "solver", "learner", "plan", "init"],
+)
+def test_docstring_examples(module: str) -> None:
+    import importlib
+
+    result = doctest.testmod(
+        importlib.import_module(f"dnmf.nmf.{module}"), optionflags=doctest.ELLIPSIS
+    )
     assert result.failed == 0

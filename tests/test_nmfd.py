@@ -12,8 +12,8 @@ import zarr
 
 from dnmf.errors import DnmfUsageError
 from dnmf.nmf.config import LearnConfig
+from dnmf.nmf.divergence import gamma
 from dnmf.nmf.init import Informed
-from dnmf.nmf.kernels import gamma
 from dnmf.nmf.lags import (
     beta_divergence_conv,
     chunk_stats_conv,
@@ -21,9 +21,9 @@ from dnmf.nmf.lags import (
     halo,
     shift,
     update_H_conv,
-    update_templates,
 )
 from dnmf.nmf.learner import fit_in_memory
+from dnmf.nmf.update import update_templates
 from tests.test_learn import write_corpus
 
 # --------------------------------------------------------------------------- a reference

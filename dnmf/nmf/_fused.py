@@ -21,7 +21,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from dnmf.nmf.kernels import EPSILON
+from dnmf.nmf.divergence import EPSILON
 
 __all__ = ["fits", "is_factors", "is_loss_terms", "kl_loss_terms", "kl_ratio"]
 

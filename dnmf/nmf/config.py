@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dnmf.errors import DnmfUsageError, describe_validation_error
-from dnmf.nmf.kernels import beta_name_to_float
+from dnmf.nmf.divergence import beta_name_to_float
 
 __all__ = ["INITS", "SAMPLE_INITS", "InitName", "LearnConfig"]
 

@@ -45,8 +45,9 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative, valida
 from dnmf.backends import MemoryBackend
 from dnmf.errors import DnmfUsageError, describe_validation_error
 from dnmf.nmf.config import LearnConfig
+from dnmf.nmf.divergence import beta_divergence, beta_name_to_float
 from dnmf.nmf.init import RandomH, scale_for
-from dnmf.nmf.kernels import beta_divergence, beta_name_to_float, update_H
+from dnmf.nmf.kernels import update_H
 from dnmf.nmf.learner import LearnState, learn, loss_to_error, run_step, start_state, visit_params
 from dnmf.nmf.plan import tree_sum
 from dnmf.nmf.visit import block_loss

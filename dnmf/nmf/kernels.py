@@ -2,7 +2,7 @@
 
 Everything here is a plain function of in-memory arrays: no Dask, no I/O. The
 distributed learner calls :func:`chunk_stats` once per chunk, sums the
-statistics over chunks in a fixed order and calls :func:`update_W` once per
+statistics over chunks in a fixed order and calls :func:`dnmf.nmf.update.update_W` once per
 step (DESIGN.md section 3).
 
 Orientation (librosa's, DESIGN.md section 1)::
@@ -37,7 +37,8 @@ into the arrays it is given, so a retried task sees the same inputs.
 Examples
 --------
 >>> import numpy as np
->>> from dnmf.nmf.kernels import chunk_stats, update_W
+>>> from dnmf.nmf.kernels import chunk_stats
+>>> from dnmf.nmf.update import update_W
 >>> rng = np.random.default_rng(0)
 >>> V = rng.random((6, 10), dtype=np.float32)
 >>> W = rng.random((6, 2), dtype=np.float32)
@@ -52,228 +53,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
 
 import numpy as np
-import numpy.typing as npt
 
-from dnmf.errors import DnmfUsageError, InvalidDataError
+from dnmf.nmf.divergence import (
+    EPSILON,
+    BetaLike,
+    FloatArray,
+    beta_name_to_float,
+    dot64,
+    gamma,
+    update_exponent,
+)
 
 __all__ = [
-    "EPSILON",
     "ChunkStats",
-    "beta_divergence",
-    "beta_name_to_float",
-    "check_nonnegative",
     "chunk_stats",
-    "gamma",
     "mu_step",
-    "normalize_W",
     "update_H",
-    "update_W",
 ]
 
-FloatArray: TypeAlias = npt.NDArray[np.floating[Any]]
-BetaLike: TypeAlias = str | float
-NormName: TypeAlias = Literal["l2", "max"] | None
-
-#: The floor of every division and negative power, exactly scikit-learn's
-#: ``EPSILON`` in ``_nmf.py``: ``np.finfo(np.float32).eps`` (about 1.19e-7), for
-#: float32 and float64 data alike. ``V > EPSILON`` marks the entries of V that
-#: count in the loss; the others are treated as zeros, so they never give NaN.
-EPSILON: float = float(np.finfo(np.float32).eps)
 
 #: Factors below this are set to 0 after an update (scikit-learn's stability
 #: flush in ``_fit_multiplicative_update``).
 _FLUSH: float = float(np.finfo(np.float64).eps)
-
-#: Elements per block when a float32 array is accumulated in float64.
-_BLOCK = 1 << 16
-
-_BETA_NAMES: dict[str, float] = {
-    "itakura-saito": 0.0,
-    "kullback-leibler": 1.0,
-    "frobenius": 2.0,
-    "euclidean": 2.0,
-}
-
-
-# --------------------------------------------------------------------------- β and γ
-
-
-def beta_name_to_float(beta: BetaLike) -> float:
-    """Turn a beta-divergence name or number into its β.
-
-    Parameters
-    ----------
-    beta : str or float
-        ``'itakura-saito'`` (0), ``'kullback-leibler'`` (1), ``'frobenius'`` or
-        ``'euclidean'`` (2), or any finite number (a numeric string is read as
-        one), as scikit-learn's ``beta_loss``.
-
-    Returns
-    -------
-    float
-        β.
-
-    Raises
-    ------
-    DnmfUsageError
-        If `beta` is neither a known name nor a finite number.
-
-    Examples
-    --------
-    >>> beta_name_to_float("kullback-leibler"), beta_name_to_float(1.5)
-    (1.0, 1.5)
-    """
-    value: float | None = None
-    if isinstance(beta, str):
-        key = beta.strip().lower()
-        if key in _BETA_NAMES:
-            return _BETA_NAMES[key]
-        try:
-            value = float(key)
-        except ValueError:
-            value = None
-    elif isinstance(beta, int | float | np.integer | np.floating) and not isinstance(
-        beta, bool | np.bool_
-    ):
-        value = float(beta)
-    if value is None or not math.isfinite(value):
-        raise DnmfUsageError(
-            f"beta={beta!r} is not a beta-divergence; use 'itakura-saito' (0), "
-            "'kullback-leibler' (1), 'frobenius' or 'euclidean' (2), or a finite number"
-        )
-    return value
-
-
-def gamma(beta: float) -> float:
-    """The exponent of the multiplicative update that keeps the loss monotone.
-
-    Nakano et al. (2010), Févotte & Idier (2011): ``1 / (2 - β)`` for ``β < 1``,
-    1 for ``1 <= β <= 2`` and ``1 / (β - 1)`` for ``β > 2``.
-
-    Parameters
-    ----------
-    beta : float
-        β of the divergence.
-
-    Returns
-    -------
-    float
-        γ, in ``(0, 1]``.
-
-    Examples
-    --------
-    >>> gamma(0.0), gamma(1.5), gamma(3.0)
-    (0.5, 1.0, 0.5)
-    """
-    if beta < 1:
-        return 1.0 / (2.0 - beta)
-    if beta > 2:
-        return 1.0 / (beta - 1.0)
-    return 1.0
-
-
-def _exponent(beta: float, given: float | None) -> float:
-    return gamma(beta) if given is None else float(given)
-
-
-# --------------------------------------------------------------------------- loss
-
-
-def _row_step(a: np.ndarray) -> int:
-    """Rows of 2-D `a` per block of about ``_BLOCK`` elements."""
-    return max(1, _BLOCK // max(1, a.shape[1]))
-
-
-def _dot64(a: np.ndarray, b: np.ndarray) -> float:
-    """``sum(a * b)`` of two 2-D arrays, accumulated in float64 without a full copy."""
-    if a.dtype == np.float64 and b.dtype == np.float64:
-        return float(np.vdot(a, b))
-    step = _row_step(a)
-    total = 0.0
-    for i in range(0, a.shape[0], step):
-        total += float(np.vdot(a[i : i + step].astype(np.float64), b[i : i + step]))
-    return total
-
-
-def beta_divergence(
-    V: FloatArray,
-    W: FloatArray,
-    H: FloatArray,
-    beta: BetaLike,
-    *,
-    WH: FloatArray | None = None,
-) -> float:
-    """The beta-divergence ``d(V | W @ H)`` summed over all entries.
-
-    The same number as scikit-learn's ``_beta_divergence(V.T, H.T, W.T, beta)``
-    (``square_root=False``), computed and accumulated in float64: half the
-    squared Frobenius norm for β = 2; for other β, only entries with
-    ``V > EPSILON`` enter the data terms and ``W @ H`` is floored at
-    :data:`EPSILON` there; the sum of ``(W @ H) ** β`` (β ∉ {0, 1, 2}) and
-    the Itakura-Saito constant ``-V.size`` run over all entries.
-
-    Parameters
-    ----------
-    V : ndarray of shape (n_bins, n_frames)
-        Spectrogram, nonnegative.
-    W : ndarray of shape (n_bins, n_components)
-        Dictionary.
-    H : ndarray of shape (n_components, n_frames)
-        Activations.
-    beta : str or float
-        β, or its name (see :func:`beta_name_to_float`).
-    WH : ndarray of shape (n_bins, n_frames), optional
-        ``W @ H`` if the caller has it already.
-
-    Returns
-    -------
-    float
-        The divergence (not normalised by the number of entries).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> V = np.array([[1.0, 2.0], [0.0, 4.0]])
-    >>> W = np.array([[1.0], [2.0]])
-    >>> H = np.array([[1.0, 2.0]])
-    >>> beta_divergence(V, W, H, "frobenius")
-    2.0
-    """
-    beta = beta_name_to_float(beta)
-    if WH is None:
-        WH = W @ H
-    total = 0.0
-    sum_wh_beta = 0.0
-    step = _row_step(V)
-    for i in range(0, V.shape[0], step):
-        v = np.asarray(V[i : i + step], dtype=np.float64)
-        wh = np.asarray(WH[i : i + step], dtype=np.float64)
-        if beta == 2:
-            d = (v - wh).ravel()
-            total += float(d @ d)
-            continue
-        if beta not in (0.0, 1.0):
-            sum_wh_beta += float(np.sum(wh**beta))
-        keep = v > EPSILON
-        x = v[keep]
-        y = np.maximum(wh[keep], EPSILON)
-        if beta == 1:
-            total += float(x @ np.log(x / y)) - float(x.sum())
-        elif beta == 0:
-            div = x / y
-            total += float(div.sum()) - float(np.log(div).sum())
-        else:
-            total += float(np.sum(x**beta)) - beta * float(x @ y ** (beta - 1))
-    if beta == 2:
-        return total / 2.0
-    if beta == 1:
-        return total + float(W.sum(axis=0, dtype=np.float64) @ H.sum(axis=1, dtype=np.float64))
-    if beta == 0:
-        return total - float(V.size)
-    return (total + (beta - 1) * sum_wh_beta) / (beta * (beta - 1))
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -326,7 +129,7 @@ def _general_factors(V: np.ndarray, L: np.ndarray, beta: float, *, want_loss: bo
     if want_loss and beta != 0:
         # sum(Λ^β) = sum(T * Λ); for β < 1, T and Λ are floored: swap the floored
         # terms for the exact ones.
-        sum_wh_beta = _dot64(T, L)
+        sum_wh_beta = dot64(T, L)
         if beta < 1 and low.size:
             floored = float(np.sum(T.reshape(-1)[low], dtype=np.float64)) * EPSILON
             sum_wh_beta += float(np.sum(low_vals.astype(np.float64) ** beta)) - floored
@@ -445,12 +248,13 @@ def update_H(
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> V, W, H = rng.random((5, 7)), rng.random((5, 2)), rng.random((2, 7))
+    >>> from dnmf.nmf.divergence import beta_divergence
     >>> H2 = update_H(V, W, H, beta=2, n_iter=10)
     >>> bool(beta_divergence(V, W, H2, 2) <= beta_divergence(V, W, H, 2))
     True
     """
     beta = beta_name_to_float(beta)
-    exponent = _exponent(beta, gamma)
+    exponent = update_exponent(beta, gamma)
     H = H.copy()
     if n_iter <= 0:
         return H
@@ -510,7 +314,7 @@ class ChunkStats:
     loss : float
         The chunk's beta-divergence ``d(V | W H)`` with the returned H.
 
-    ``num``, ``den`` and ``loss`` add up over chunks; see :func:`update_W`.
+    ``num``, ``den`` and ``loss`` add up over chunks; see :func:`dnmf.nmf.update.update_W`.
     """
 
     H: FloatArray
@@ -585,6 +389,7 @@ def chunk_stats(
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> V, W, H = rng.random((5, 7)), rng.random((5, 2)), rng.random((2, 7))
+    >>> from dnmf.nmf.divergence import beta_divergence
     >>> s = chunk_stats(V, W, H, beta=2, update_h=False)
     >>> s.num.shape, s.den.shape, bool(np.isclose(s.loss, beta_divergence(V, W, H, 2)))
     ((5, 2), (2, 2), True)
@@ -601,9 +406,9 @@ def chunk_stats(
         num = V @ H.T
         den = H @ H.T
         if v_sqnorm is None:
-            v_sqnorm = _dot64(V, V)
-        cross = _dot64(W, num)
-        fit = _dot64(WtW, den)
+            v_sqnorm = dot64(V, V)
+        cross = dot64(W, num)
+        fit = dot64(WtW, den)
         loss = max(0.0, (v_sqnorm - 2.0 * cross + fit) / 2.0)
         return ChunkStats(H=H, num=num, den=den, loss=loss)
 
@@ -648,213 +453,3 @@ def chunk_stats(
     del L
     loss = _general_loss(V, f, beta, keep)
     return ChunkStats(H=H, num=num, den=den, loss=loss)
-
-
-# --------------------------------------------------------------------------- W
-
-
-def update_W(
-    W: FloatArray,
-    num: FloatArray,
-    den: FloatArray,
-    *,
-    beta: BetaLike,
-    l1_reg: float = 0.0,
-    l2_reg: float = 0.0,
-    gamma: float | None = None,
-    fixed: npt.ArrayLike | None = None,
-    extra_den: FloatArray | None = None,
-) -> FloatArray:
-    """One multiplicative update of the dictionary from summed chunk statistics.
-
-    ``W ← W ⊙ (num / (den_full + l1_reg + l2_reg W))^γ`` where ``den_full`` is
-    `den` in full: ``den[None, :]`` for β = 1 (a zero sum replaced by 1, as
-    scikit-learn does), ``W @ den`` for β = 2, `den` itself otherwise. A
-    denominator that is exactly zero becomes :data:`EPSILON`; for ``β <= 1``
-    entries below ``np.finfo(np.float64).eps`` are then set to 0. With `num`
-    and `den` summed over all chunks of V this is scikit-learn's
-    ``_multiplicative_update_h`` step (its H is our ``W.T``) followed by the
-    flush of ``_fit_multiplicative_update``.
-
-    Parameters
-    ----------
-    W : ndarray of shape (n_bins, n_components)
-        Current dictionary (not modified).
-    num : ndarray of shape (n_bins, n_components)
-        Summed :attr:`ChunkStats.num` (or an online accumulator).
-    den : ndarray of shape (n_components,), (n_components, n_components) or (n_bins, n_components)
-        Summed :attr:`ChunkStats.den`, in the form of β.
-    beta : str or float
-        β, or its name.
-    l1_reg, l2_reg : float, default=0.0
-        Absolute L1 and L2 penalties on W (scikit-learn's ``l1_reg_H``,
-        ``l2_reg_H``).
-    gamma : float, optional
-        Update exponent; by default :func:`gamma` of β.
-    fixed : array_like of bool of shape (n_components,) or of int, optional
-        Columns of W to keep exactly as they are (semi-supervised NMF).
-    extra_den : ndarray of shape (n_bins, n_components), optional
-        Added to the full denominator before the penalties (libnmfd's
-        uncorrelatedness term of stacked templates, :func:`dnmf.nmf.lags.update_templates`).
-
-    Returns
-    -------
-    ndarray of shape (n_bins, n_components)
-        The new dictionary, a new array of W's dtype.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> V, W, H = rng.random((5, 7)), rng.random((5, 2)), rng.random((2, 7))
-    >>> s = chunk_stats(V, W, H, beta=1, update_h=False)
-    >>> W2 = update_W(W, s.num, s.den, beta=1, fixed=[0])
-    >>> bool((W2[:, 0] == W[:, 0]).all())
-    True
-    """
-    beta = beta_name_to_float(beta)
-    exponent = _exponent(beta, gamma)
-    n_bins, k = W.shape
-    expected = (k,) if beta == 1 else (k, k) if beta == 2 else (n_bins, k)
-    if num.shape != (n_bins, k) or den.shape != expected:
-        raise ValueError(
-            f"update_W got num of shape {num.shape} and den of shape {den.shape} for W of "
-            f"shape {W.shape} and beta={beta:g}; expected {(n_bins, k)} and {expected}, "
-            "as chunk_stats returns them"
-        )
-    if beta == 1:
-        d = np.array(den, copy=True)
-        d[d == 0] = 1.0
-        den_full = d[np.newaxis, :]
-    elif beta == 2:
-        den_full = W @ den
-    else:
-        den_full = np.array(den, copy=True)
-    if extra_den is not None:
-        den_full = den_full + extra_den
-    W_new = np.array(W, copy=True)
-    mu_step(
-        W_new, np.array(num, copy=True), den_full, l1_reg=l1_reg, l2_reg=l2_reg, exponent=exponent
-    )
-    if beta <= 1:
-        W_new[W_new < _FLUSH] = 0.0
-    if fixed is not None:
-        cols = np.asarray(fixed)
-        W_new[:, cols] = W[:, cols]
-    return W_new
-
-
-def normalize_W(
-    W: FloatArray,
-    H: FloatArray | None = None,
-    *,
-    norm: NormName = "l2",
-) -> tuple[FloatArray, FloatArray | None, FloatArray]:
-    """Scale the columns of W to unit norm and the rows of H the other way.
-
-    ``W_new = W / scale`` and ``H_new = scale[:, None] * H``, so ``W_new @ H_new``
-    equals ``W @ H`` up to rounding. A zero column is left as it is (its scale
-    is 1).
-
-    Parameters
-    ----------
-    W : ndarray of shape (n_bins, n_components)
-        Dictionary.
-    H : ndarray of shape (n_components, n_frames), optional
-        Activations to rescale.
-    norm : {'l2', 'max'} or None, default='l2'
-        Unit Euclidean norm, unit maximum, or no scaling.
-
-    Returns
-    -------
-    W : ndarray of shape (n_bins, n_components)
-        The scaled dictionary (a new array).
-    H : ndarray of shape (n_components, n_frames) or None
-        The rescaled activations (a new array), or None when none was given.
-    scale : ndarray of shape (n_components,)
-        What each column was divided by.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> W, s = normalize_W(np.array([[3.0, 0.0], [4.0, 0.0]]))[::2]
-    >>> W.tolist(), s.tolist()
-    ([[0.6, 0.0], [0.8, 0.0]], [5.0, 1.0])
-    """
-    if norm is None:
-        scale = np.ones(W.shape[1], dtype=W.dtype)
-    elif norm == "l2":
-        scale = np.sqrt(np.einsum("ij,ij->j", W, W))
-    elif norm == "max":
-        scale = np.abs(W).max(axis=0, initial=0.0)
-    else:
-        raise DnmfUsageError(f"norm={norm!r} is not a column norm; use 'l2', 'max' or None")
-    scale = scale.astype(W.dtype, copy=False)
-    scale[scale == 0] = 1
-    W_new = W / scale
-    H_new = None if H is None else H * scale[:, np.newaxis]
-    return W_new, H_new, scale
-
-
-# --------------------------------------------------------------------------- input check
-
-
-def check_nonnegative(V: FloatArray, *, where: str = "V", frame_offset: int = 0) -> None:
-    """Raise if V holds a NaN, an infinite or a negative value.
-
-    The common case costs two reductions (``V.min()`` and ``V.max()``) and no
-    temporary; only a bad block is searched for the first offending entry (in
-    C order: bin by bin).
-
-    Parameters
-    ----------
-    V : ndarray of shape (n_bins, n_frames)
-        Block to check.
-    where : str, default='V'
-        How the message names the block: ``'V'`` gives ``"V has a negative
-        value (-0.5) at bin 3, frame 17; ..."``; the part after a first
-        ``' of '`` goes after the position, so ``'V of chunk 2'`` gives ``"V has
-        a negative value (-0.5) at bin 3, frame 17 of chunk 2; ..."``.
-    frame_offset : int, default=0
-        Added to the frame index in the message (the chunk's first frame, to
-        name frames of the whole corpus).
-
-    Raises
-    ------
-    InvalidDataError
-        Naming the first bad entry, its value and the fix.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> V = np.ones((4, 20), dtype=np.float32)
-    >>> V[3, 17] = -0.5
-    >>> check_nonnegative(V, where="V of chunk 2")
-    Traceback (most recent call last):
-    ...
-    dnmf.errors.InvalidDataError: V has a negative value (-0.5) at bin 3, frame 17 of chunk 2; \
-NMF needs nonnegative finite input
-    """
-    V = np.asarray(V)
-    if V.size == 0:
-        return
-    if V.min() >= 0 and V.max() < np.inf:  # NaN fails the first test, +inf the second
-        return
-    bad = ~(V >= 0)
-    bad |= np.isinf(V)
-    pos = np.unravel_index(int(np.argmax(bad)), V.shape)
-    value = V[pos]
-    if np.isnan(value):
-        what = "a NaN"
-    elif np.isinf(value):
-        what = f"an infinite value ({float(value):g})"
-    else:
-        what = f"a negative value ({float(value):g})"
-    name, _, context = where.partition(" of ")
-    if V.ndim == 2:
-        at = f"bin {int(pos[0])}, frame {int(pos[1]) + frame_offset}"
-    else:
-        at = f"index {tuple(int(p) for p in pos)}"
-    if context:
-        at += f" of {context}"
-    raise InvalidDataError(f"{name} has {what} at {at}; NMF needs nonnegative finite input")

@@ -33,7 +33,7 @@ spectrogram (see :func:`halo`). The learner (:mod:`dnmf.nmf.nmfd_learner`) reads
 that window; H stays chunk-aligned: a chunk writes only its own frames.
 
 Floors are those of :mod:`dnmf.nmf.kernels` (scikit-learn's): ``Λ`` floored at
-:data:`~dnmf.nmf.kernels.EPSILON` before a negative power, a zero denominator
+:data:`~dnmf.nmf.divergence.EPSILON` before a negative power, a zero denominator
 replaced by EPSILON, factors below ``np.finfo(np.float64).eps`` flushed to 0
 after an update (H for β < 1, W for β <= 1); zeros in V never give NaN or inf,
 and a zero in H or W stays exactly zero. Arrays keep their dtype (float32 in
@@ -53,24 +53,15 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
 from dnmf.errors import DnmfUsageError
-from dnmf.nmf.kernels import (
-    EPSILON,
-    ChunkStats,
-    beta_divergence,
-    beta_name_to_float,
-    chunk_stats,
-    mu_step,
-    normalize_W,
-    update_H,
-    update_W,
-)
-from dnmf.nmf.kernels import gamma as gamma_of
+from dnmf.nmf.divergence import EPSILON, beta_divergence, beta_name_to_float
+from dnmf.nmf.divergence import gamma as gamma_of
+from dnmf.nmf.kernels import ChunkStats, chunk_stats, mu_step
 
 __all__ = [
     "beta_divergence_conv",
@@ -79,16 +70,11 @@ __all__ = [
     "component_spectrogram",
     "conv_model",
     "halo",
-    "normalize_templates",
     "shift",
     "shifted_stack",
     "stack_templates",
     "unstack_templates",
-    "update_H_any",
     "update_H_conv",
-    "update_templates",
-    "window_loss",
-    "window_stats",
 ]
 
 FloatArray: TypeAlias = npt.NDArray[np.floating[Any]]
@@ -214,7 +200,7 @@ def component_spectrogram(W: FloatArray, H: FloatArray, components: Any) -> Floa
 def beta_divergence_conv(V: FloatArray, W: FloatArray, H: FloatArray, beta: BetaLike) -> float:
     """``d_β(V | Λ)`` summed over all entries, with Λ the NMFD model of ``W`` and ``H``.
 
-    The number :func:`dnmf.nmf.kernels.beta_divergence` gives for ``Λ`` (scikit-learn's
+    The number :func:`dnmf.nmf.divergence.beta_divergence` gives for ``Λ`` (scikit-learn's
     floors, float64 accumulation).
     """
     T = W.shape[2]
@@ -288,7 +274,7 @@ def update_H_conv(
         Absolute L1 and L2 penalties on H: ``l1_reg + l2_reg H`` is added to the
         denominator (libnmfd's ``sparsity_weight`` is an L1).
     gamma : float, optional
-        Update exponent; by default :func:`dnmf.nmf.kernels.gamma` of β.
+        Update exponent; by default :func:`dnmf.nmf.divergence.gamma` of β.
 
     Returns
     -------
@@ -432,172 +418,3 @@ def chunk_stats_conv(
     Ws = stack_templates(W).astype(V.dtype, copy=False)
     s = chunk_stats(Vc, Ws, Hs, beta=beta, update_h=False)
     return ChunkStats(H=np.ascontiguousarray(H[:, start:stop]), num=s.num, den=s.den, loss=s.loss)
-
-
-# --------------------------------------------------------------------------- the one model
-
-
-def window_stats(
-    V: FloatArray,
-    W: FloatArray,
-    H: FloatArray,
-    *,
-    start: int,
-    stop: int,
-    beta: BetaLike,
-    n_inner: int = 1,
-    l1_reg_H: float = 0.0,
-    l2_reg_H: float = 0.0,
-    update_h: bool = True,
-) -> ChunkStats:
-    """The per-block kernel of every model: update H on a window, then the block's statistics.
-
-    ``W`` has shape ``(n_bins, k, T)``. At ``T = 1`` the window is the block
-    itself and this is :func:`dnmf.nmf.kernels.chunk_stats` on the 2-D view of
-    W (the fast path: fused KL and IS passes, Gram forms for β = 2); otherwise
-    :func:`chunk_stats_conv`. ``num`` and ``den`` come stacked
-    (:func:`stack_templates`), which at ``T = 1`` is W's own layout.
-    """
-    n_bins, k, T = W.shape
-    if T == 1:
-        return chunk_stats(
-            V, W.reshape(n_bins, k), H, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
-            l2_reg_H=l2_reg_H, update_h=update_h,
-        )  # fmt: skip
-    return chunk_stats_conv(
-        V, W, H, start=start, stop=stop, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
-        l2_reg_H=l2_reg_H, update_h=update_h,
-    )  # fmt: skip
-
-
-def update_H_any(
-    V: FloatArray,
-    W: FloatArray,
-    H: FloatArray,
-    *,
-    beta: BetaLike,
-    n_iter: int = 1,
-    l1_reg: float = 0.0,
-    l2_reg: float = 0.0,
-) -> FloatArray:
-    """`n_iter` updates of H with the templates ``W (n_bins, k, T)`` fixed, on a whole window.
-
-    :func:`dnmf.nmf.kernels.update_H` on the 2-D view at ``T = 1``,
-    :func:`update_H_conv` otherwise.
-    """
-    n_bins, k, T = W.shape
-    if T == 1:
-        return update_H(
-            V, W.reshape(n_bins, k), H, beta=beta, n_iter=n_iter, l1_reg=l1_reg, l2_reg=l2_reg
-        )
-    return update_H_conv(V, W, H, beta=beta, n_iter=n_iter, l1_reg=l1_reg, l2_reg=l2_reg)
-
-
-def window_loss(
-    V: FloatArray, W: FloatArray, H: FloatArray, *, start: int, stop: int, beta: BetaLike
-) -> float:
-    """β-divergence of the frames ``[start, stop)`` of a window under templates ``W``."""
-    n_bins, k, T = W.shape
-    if T == 1:
-        return beta_divergence(
-            np.ascontiguousarray(V[:, start:stop]), W.reshape(n_bins, k), H[:, start:stop], beta
-        )
-    lo = max(0, start - (T - 1))
-    H_ext = np.zeros((k, stop - start + T - 1), dtype=H.dtype)
-    H_ext[:, lo - (start - (T - 1)) :] = H[:, lo:stop]
-    Hs = shifted_stack(H_ext, T)
-    Ws = stack_templates(W).astype(V.dtype, copy=False)
-    Vc = np.ascontiguousarray(V[:, start:stop])
-    return beta_divergence(Vc, Ws, Hs, beta, WH=Ws @ Hs)
-
-
-def stacked_columns(components: Any, k: int, lags: int) -> np.ndarray:
-    """Columns of the stacked templates that hold ``components`` (every lag)."""
-    comps = np.asarray(components, dtype=int).reshape(-1)
-    return np.concatenate([t * k + comps for t in range(lags)]) if comps.size else comps
-
-
-def update_templates(
-    W: FloatArray,
-    num: FloatArray,
-    den: FloatArray,
-    *,
-    beta: BetaLike,
-    l1_reg: float = 0.0,
-    l2_reg: float = 0.0,
-    uncorr_weight: float = 0.0,
-    fixed: Any = None,
-) -> FloatArray:
-    """One multiplicative update of every template lag from summed block statistics.
-
-    :func:`dnmf.nmf.kernels.update_W` on the stacked templates: for H fixed,
-    NMFD in W is a plain NMF with ``T·k`` columns. ``uncorr_weight`` adds
-    libnmfd's ``Σ_{t' ≠ t} W_t'`` to the denominator of ``W_t`` (nothing at
-    ``T = 1``). `fixed` components keep every lag.
-
-    Parameters
-    ----------
-    W : ndarray of shape (n_bins, n_components, n_lags)
-    num, den : ndarray
-        Summed statistics, stacked (:func:`window_stats`).
-    beta : str or float
-    l1_reg, l2_reg : float, default=0.0
-        Absolute penalties on W (scikit-learn's scaling, by the step's frames).
-    uncorr_weight : float, default=0.0
-    fixed : array_like of int, optional
-
-    Returns
-    -------
-    ndarray of shape (n_bins, n_components, n_lags)
-        The new templates, a new array of W's dtype.
-    """
-    _n_bins, k, T = W.shape
-    extra = None
-    if uncorr_weight > 0 and T > 1:
-        extra = (uncorr_weight * uncorrelation_term(W)).astype(W.dtype, copy=False)
-    cols = None
-    if fixed is not None and len(np.atleast_1d(fixed)):
-        cols = stacked_columns(fixed, k, T)
-    W_new = update_W(
-        stack_templates(W), num, den, beta=beta, l1_reg=l1_reg, l2_reg=l2_reg, fixed=cols,
-        extra_den=extra,
-    )  # fmt: skip
-    return unstack_templates(W_new, T)
-
-
-def uncorrelation_term(W: FloatArray) -> FloatArray:
-    """``Σ_{t' ≠ t} W[:, r, t']`` for every column ``t·k + r`` of the stacked templates."""
-    total = W.sum(axis=2, keepdims=True)
-    return stack_templates(total - W)
-
-
-NormName: TypeAlias = Literal["l2", "max"] | None
-
-
-def normalize_templates(
-    W: FloatArray, *, norm: NormName = "l2", fixed: Any = None
-) -> tuple[FloatArray, FloatArray]:
-    """Scale each template (all its lags together) to unit norm.
-
-    :func:`dnmf.nmf.kernels.normalize_W` on the ``(n_bins·T, k)`` view of the
-    templates: ``W_new[:, r, :] = W[:, r, :] / scale[r]``; multiplying ``H[r]``
-    by ``scale[r]`` leaves Λ unchanged. A zero template, and the `fixed` ones,
-    keep scale 1.
-
-    Returns
-    -------
-    W : ndarray of shape (n_bins, n_components, n_lags)
-    scale : ndarray of shape (n_components,)
-
-    Examples
-    --------
-    >>> W = np.zeros((2, 1, 2)); W[:, 0, 0] = [3.0, 4.0]
-    >>> normalize_templates(W)[1].tolist()
-    [5.0]
-    """
-    n_bins, k, T = W.shape
-    flat = W.reshape(n_bins, k) if T == 1 else W.transpose(0, 2, 1).reshape(n_bins * T, k)
-    _, _, scale = normalize_W(flat, None, norm=norm)
-    if fixed is not None and len(np.atleast_1d(fixed)):
-        scale[np.asarray(fixed, dtype=int)] = 1
-    return W / scale[None, :, None], scale

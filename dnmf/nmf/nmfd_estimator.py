@@ -40,8 +40,9 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative
 
 from dnmf.errors import DnmfUsageError
 from dnmf.nmf.estimator import NMF, _computed
-from dnmf.nmf.lags import conv_model, window_loss
+from dnmf.nmf.lags import conv_model
 from dnmf.nmf.learner import fit_in_memory, loss_to_error
+from dnmf.nmf.model import window_loss
 from dnmf.nmf.solver import solve_window
 
 __all__ = ["NMFD"]

@@ -1,7 +1,7 @@
 """The one H solver: activations under fixed templates, for export, transform, separate.
 
 Learning, export, transform, separation and ``dnmf run`` solve activations
-with the same updates (:func:`dnmf.nmf.lags.update_H_any`, the model's β and
+with the same updates (:func:`dnmf.nmf.model.update_H_any`, the model's β and
 its penalties on H), so they cannot disagree (STYLE.md 14).
 
 With the templates fixed, the activations of a long spectrogram are coupled
@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from dnmf.nmf.lags import halo, update_H_any, window_loss
+from dnmf.nmf.lags import halo
+from dnmf.nmf.model import update_H_any, window_loss
 
 __all__ = ["CHECK_EVERY", "frame_start", "solve_block", "solve_window", "window_of"]
 

@@ -11,27 +11,37 @@ which at ``T = 1`` is W's own layout.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
-from dnmf.nmf.kernels import EPSILON
-from dnmf.nmf.kernels import gamma as gamma_of
-from dnmf.nmf.lags import (
-    normalize_templates,
-    stack_templates,
-    uncorrelation_term,
-    unstack_templates,
-    update_templates,
-)
+from dnmf.errors import DnmfUsageError
+from dnmf.nmf.divergence import EPSILON, BetaLike, FloatArray, beta_name_to_float, update_exponent
+from dnmf.nmf.divergence import gamma as gamma_of
+from dnmf.nmf.kernels import mu_step
+from dnmf.nmf.lags import stack_templates, unstack_templates
 
 __all__ = [
     "accumulate",
     "full_denominator",
+    "normalize_W",
     "normalize_state",
+    "normalize_templates",
     "online_update",
+    "stacked_columns",
+    "uncorrelation_term",
+    "update_W",
     "update_dictionary",
+    "update_templates",
 ]
+
+
+NormName: TypeAlias = Literal["l2", "max"] | None
+
+#: Factors below this are set to 0 after an update (scikit-learn's stability
+#: flush in ``_fit_multiplicative_update``).
+_FLUSH: float = float(np.finfo(np.float64).eps)
 
 
 def update_dictionary(
@@ -145,3 +155,236 @@ def normalize_state(state: Any, *, norm: str, beta: float, fixed: Any = None) ->
         s_stack = np.tile(s, W.shape[2])[None, :]
         state.A = state.A * s_stack ** (1.0 - 1.0 / gamma_of(beta))
         state.B = state.B * s_stack
+
+
+def update_W(
+    W: FloatArray,
+    num: FloatArray,
+    den: FloatArray,
+    *,
+    beta: BetaLike,
+    l1_reg: float = 0.0,
+    l2_reg: float = 0.0,
+    gamma: float | None = None,
+    fixed: npt.ArrayLike | None = None,
+    extra_den: FloatArray | None = None,
+) -> FloatArray:
+    """One multiplicative update of the dictionary from summed chunk statistics.
+
+    ``W ← W ⊙ (num / (den_full + l1_reg + l2_reg W))^γ`` where ``den_full`` is
+    `den` in full: ``den[None, :]`` for β = 1 (a zero sum replaced by 1, as
+    scikit-learn does), ``W @ den`` for β = 2, `den` itself otherwise. A
+    denominator that is exactly zero becomes :data:`EPSILON`; for ``β <= 1``
+    entries below ``np.finfo(np.float64).eps`` are then set to 0. With `num`
+    and `den` summed over all chunks of V this is scikit-learn's
+    ``_multiplicative_update_h`` step (its H is our ``W.T``) followed by the
+    flush of ``_fit_multiplicative_update``.
+
+    Parameters
+    ----------
+    W : ndarray of shape (n_bins, n_components)
+        Current dictionary (not modified).
+    num : ndarray of shape (n_bins, n_components)
+        Summed :attr:`ChunkStats.num` (or an online accumulator).
+    den : ndarray of shape (n_components,), (n_components, n_components) or (n_bins, n_components)
+        Summed :attr:`ChunkStats.den`, in the form of β.
+    beta : str or float
+        β, or its name.
+    l1_reg, l2_reg : float, default=0.0
+        Absolute L1 and L2 penalties on W (scikit-learn's ``l1_reg_H``,
+        ``l2_reg_H``).
+    gamma : float, optional
+        Update exponent; by default :func:`gamma` of β.
+    fixed : array_like of bool of shape (n_components,) or of int, optional
+        Columns of W to keep exactly as they are (semi-supervised NMF).
+    extra_den : ndarray of shape (n_bins, n_components), optional
+        Added to the full denominator before the penalties (libnmfd's
+        uncorrelatedness term of stacked templates, :func:`update_templates`).
+
+    Returns
+    -------
+    ndarray of shape (n_bins, n_components)
+        The new dictionary, a new array of W's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> V, W, H = rng.random((5, 7)), rng.random((5, 2)), rng.random((2, 7))
+    >>> from dnmf.nmf.kernels import chunk_stats
+    >>> s = chunk_stats(V, W, H, beta=1, update_h=False)
+    >>> W2 = update_W(W, s.num, s.den, beta=1, fixed=[0])
+    >>> bool((W2[:, 0] == W[:, 0]).all())
+    True
+    """
+    beta = beta_name_to_float(beta)
+    exponent = update_exponent(beta, gamma)
+    n_bins, k = W.shape
+    expected = (k,) if beta == 1 else (k, k) if beta == 2 else (n_bins, k)
+    if num.shape != (n_bins, k) or den.shape != expected:
+        raise ValueError(
+            f"update_W got num of shape {num.shape} and den of shape {den.shape} for W of "
+            f"shape {W.shape} and beta={beta:g}; expected {(n_bins, k)} and {expected}, "
+            "as chunk_stats returns them"
+        )
+    if beta == 1:
+        d = np.array(den, copy=True)
+        d[d == 0] = 1.0
+        den_full = d[np.newaxis, :]
+    elif beta == 2:
+        den_full = W @ den
+    else:
+        den_full = np.array(den, copy=True)
+    if extra_den is not None:
+        den_full = den_full + extra_den
+    W_new = np.array(W, copy=True)
+    mu_step(
+        W_new, np.array(num, copy=True), den_full, l1_reg=l1_reg, l2_reg=l2_reg, exponent=exponent
+    )
+    if beta <= 1:
+        W_new[W_new < _FLUSH] = 0.0
+    if fixed is not None:
+        cols = np.asarray(fixed)
+        W_new[:, cols] = W[:, cols]
+    return W_new
+
+
+def normalize_W(
+    W: FloatArray,
+    H: FloatArray | None = None,
+    *,
+    norm: NormName = "l2",
+) -> tuple[FloatArray, FloatArray | None, FloatArray]:
+    """Scale the columns of W to unit norm and the rows of H the other way.
+
+    ``W_new = W / scale`` and ``H_new = scale[:, None] * H``, so ``W_new @ H_new``
+    equals ``W @ H`` up to rounding. A zero column is left as it is (its scale
+    is 1).
+
+    Parameters
+    ----------
+    W : ndarray of shape (n_bins, n_components)
+        Dictionary.
+    H : ndarray of shape (n_components, n_frames), optional
+        Activations to rescale.
+    norm : {'l2', 'max'} or None, default='l2'
+        Unit Euclidean norm, unit maximum, or no scaling.
+
+    Returns
+    -------
+    W : ndarray of shape (n_bins, n_components)
+        The scaled dictionary (a new array).
+    H : ndarray of shape (n_components, n_frames) or None
+        The rescaled activations (a new array), or None when none was given.
+    scale : ndarray of shape (n_components,)
+        What each column was divided by.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> W, s = normalize_W(np.array([[3.0, 0.0], [4.0, 0.0]]))[::2]
+    >>> W.tolist(), s.tolist()
+    ([[0.6, 0.0], [0.8, 0.0]], [5.0, 1.0])
+    """
+    if norm is None:
+        scale = np.ones(W.shape[1], dtype=W.dtype)
+    elif norm == "l2":
+        scale = np.sqrt(np.einsum("ij,ij->j", W, W))
+    elif norm == "max":
+        scale = np.abs(W).max(axis=0, initial=0.0)
+    else:
+        raise DnmfUsageError(f"norm={norm!r} is not a column norm; use 'l2', 'max' or None")
+    scale = scale.astype(W.dtype, copy=False)
+    scale[scale == 0] = 1
+    W_new = W / scale
+    H_new = None if H is None else H * scale[:, np.newaxis]
+    return W_new, H_new, scale
+
+
+def stacked_columns(components: Any, k: int, lags: int) -> np.ndarray:
+    """Columns of the stacked templates that hold ``components`` (every lag)."""
+    comps = np.asarray(components, dtype=int).reshape(-1)
+    return np.concatenate([t * k + comps for t in range(lags)]) if comps.size else comps
+
+
+def update_templates(
+    W: FloatArray,
+    num: FloatArray,
+    den: FloatArray,
+    *,
+    beta: BetaLike,
+    l1_reg: float = 0.0,
+    l2_reg: float = 0.0,
+    uncorr_weight: float = 0.0,
+    fixed: Any = None,
+) -> FloatArray:
+    """One multiplicative update of every template lag from summed block statistics.
+
+    :func:`update_W` on the stacked templates: for H fixed,
+    NMFD in W is a plain NMF with ``T·k`` columns. ``uncorr_weight`` adds
+    libnmfd's ``Σ_{t' ≠ t} W_t'`` to the denominator of ``W_t`` (nothing at
+    ``T = 1``). `fixed` components keep every lag.
+
+    Parameters
+    ----------
+    W : ndarray of shape (n_bins, n_components, n_lags)
+    num, den : ndarray
+        Summed statistics, stacked (:func:`window_stats`).
+    beta : str or float
+    l1_reg, l2_reg : float, default=0.0
+        Absolute penalties on W (scikit-learn's scaling, by the step's frames).
+    uncorr_weight : float, default=0.0
+    fixed : array_like of int, optional
+
+    Returns
+    -------
+    ndarray of shape (n_bins, n_components, n_lags)
+        The new templates, a new array of W's dtype.
+    """
+    _n_bins, k, T = W.shape
+    extra = None
+    if uncorr_weight > 0 and T > 1:
+        extra = (uncorr_weight * uncorrelation_term(W)).astype(W.dtype, copy=False)
+    cols = None
+    if fixed is not None and len(np.atleast_1d(fixed)):
+        cols = stacked_columns(fixed, k, T)
+    W_new = update_W(
+        stack_templates(W), num, den, beta=beta, l1_reg=l1_reg, l2_reg=l2_reg, fixed=cols,
+        extra_den=extra,
+    )  # fmt: skip
+    return unstack_templates(W_new, T)
+
+
+def uncorrelation_term(W: FloatArray) -> FloatArray:
+    """``Σ_{t' ≠ t} W[:, r, t']`` for every column ``t·k + r`` of the stacked templates."""
+    total = W.sum(axis=2, keepdims=True)
+    return stack_templates(total - W)
+
+
+def normalize_templates(
+    W: FloatArray, *, norm: NormName = "l2", fixed: Any = None
+) -> tuple[FloatArray, FloatArray]:
+    """Scale each template (all its lags together) to unit norm.
+
+    :func:`normalize_W` on the ``(n_bins·T, k)`` view of the
+    templates: ``W_new[:, r, :] = W[:, r, :] / scale[r]``; multiplying ``H[r]``
+    by ``scale[r]`` leaves Λ unchanged. A zero template, and the `fixed` ones,
+    keep scale 1.
+
+    Returns
+    -------
+    W : ndarray of shape (n_bins, n_components, n_lags)
+    scale : ndarray of shape (n_components,)
+
+    Examples
+    --------
+    >>> W = np.zeros((2, 1, 2)); W[:, 0, 0] = [3.0, 4.0]
+    >>> normalize_templates(W)[1].tolist()
+    [5.0]
+    """
+    n_bins, k, T = W.shape
+    flat = W.reshape(n_bins, k) if T == 1 else W.transpose(0, 2, 1).reshape(n_bins * T, k)
+    _, _, scale = normalize_W(flat, None, norm=norm)
+    if fixed is not None and len(np.atleast_1d(fixed)):
+        scale[np.asarray(fixed, dtype=int)] = 1
+    return W / scale[None, :, None], scale

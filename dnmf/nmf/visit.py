@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from dnmf.nmf.init import HInit, RandomH
-from dnmf.nmf.lags import window_stats
+from dnmf.nmf.model import window_stats
 from dnmf.nmf.plan import Visit
 
 __all__ = [
@@ -121,8 +121,8 @@ def block_loss(
     from ``seeded = (seed, avg)``. ``where`` is a :class:`BlockIO`, or the
     ``(V_url, H_url)`` of a worker's :class:`dnmf.io.blocks.ZarrBlockIO`.
     """
+    from dnmf.nmf.divergence import beta_divergence
     from dnmf.nmf.init import random_H
-    from dnmf.nmf.kernels import beta_divergence
 
     block, start, stop, scale = item
     if isinstance(where, tuple):
