@@ -27,7 +27,8 @@ from dnmf.io.model import ModelStore
 from dnmf.io.store import read_meta, write_meta
 from dnmf.nmf.config import LearnConfig
 from dnmf.nmf.init import Informed, h_init_of
-from dnmf.nmf.learner import LearnState, Progress, check_config, learn, loss_to_error, start_state
+from dnmf.nmf.learner import Progress, check_config, learn, loss_to_error, start_state
+from dnmf.nmf.state import LearnState
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -34,7 +34,7 @@ from dnmf.nmf.config import LearnConfig
 
 if TYPE_CHECKING:
     from dnmf.io.corpus import CorpusStore
-    from dnmf.nmf.learner import LearnState
+    from dnmf.nmf.state import LearnState
 
 __all__ = ["ModelStore"]
 
@@ -202,7 +202,7 @@ class ModelStore:
         def get(name: str) -> np.ndarray:
             return np.asarray(array(g, name)[:])
 
-        from dnmf.nmf.learner import LearnState
+        from dnmf.nmf.state import LearnState
 
         W = get("W")
         return LearnState(

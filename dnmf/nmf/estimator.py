@@ -27,12 +27,10 @@ Examples
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 import warnings
 from numbers import Integral, Real
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import ValidationError
@@ -42,28 +40,31 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
-from dnmf.backends import MemoryBackend
 from dnmf.errors import DnmfUsageError, describe_validation_error
 from dnmf.nmf.config import LearnConfig
-from dnmf.nmf.divergence import beta_divergence, beta_name_to_float
-from dnmf.nmf.init import RandomH, scale_for
-from dnmf.nmf.kernels import update_H
-from dnmf.nmf.learner import LearnState, learn, loss_to_error, run_step, start_state, visit_params
-from dnmf.nmf.plan import tree_sum
-from dnmf.nmf.visit import block_loss
-
-if TYPE_CHECKING:
-    from distributed import Client
+from dnmf.nmf.divergence import beta_name_to_float
+from dnmf.nmf.estimator_runs import (
+    CHECK_EVERY,
+    DaskRun,
+    MemoryRun,
+    Stream,
+    client_for,
+    computed,
+    fresh_state,
+    one_lag,
+    online_step,
+    run_epochs,
+    solve_sklearn,
+    start_state_any_rank,
+)
+from dnmf.nmf.init import scale_for
+from dnmf.nmf.state import LearnState
 
 __all__ = ["NMF"]
 
 #: Samples per block of a full-batch fit (a corpus chunk's default): blocks only decide
 #: how the statistics are summed and how the activations are seeded.
 FULL_BATCH_BLOCK = 8192
-
-#: scikit-learn's ``_fit_multiplicative_update`` tests convergence every this many
-#: iterations (epochs here), on the error of the current factors.
-_CHECK_EVERY = 10
 
 
 class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
@@ -270,7 +271,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     #     V = X.T,   W = H_sk.T = components_.T,   H = W_sk.T = activations.T
     #
     # so scikit-learn's alpha_W penalises dnmf's H and its alpha_H dnmf's W
-    # (see _config). Data cross here in _check_X (and _DaskRun for a Dask X);
+    # (see _config). Data cross here in _check_X (and DaskRun for a Dask X);
     # factors in _to_dnmf and _from_dnmf. Nothing else in this module transposes.
     @staticmethod
     def _to_dnmf(factor: Any, dtype: Any) -> np.ndarray:
@@ -289,7 +290,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         its blocks without copying them on every visit.
         """
         X = validate_data(
-            self, _computed(X), reset=reset, dtype=[np.float64, np.float32],
+            self, computed(X), reset=reset, dtype=[np.float64, np.float32],
             ensure_non_negative=True,
         )  # fmt: skip
         return X, np.ascontiguousarray(X.T)
@@ -443,7 +444,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             The activations as the last epoch left them, in X's dtype.
         """
         self._validate_params()
-        client = _client_for(X)
+        client = client_for(X)
         if client is not None:
             X = self._check_dask_X(X)
         else:
@@ -456,42 +457,42 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         block_frames = self.batch_size or FULL_BATCH_BLOCK
         cfg = self._config(rank, init, self._seed(), block_frames)
         if client is not None:
-            run: _MemoryRun | _DaskRun = _DaskRun(client, X, block_frames, rank)
+            run: MemoryRun | DaskRun = DaskRun(client, X, block_frames, rank)
         else:
-            run = _MemoryRun(V, block_frames)
+            run = MemoryRun(V, block_frames)
         try:
-            state = _start_state(cfg, run.backend, W_init)
+            state = start_state_any_rank(cfg, run.backend, W_init)
             if H_init is not None:
                 run.write_initial(H_init)
                 state.visited[:] = True  # type: ignore[index]
             n_iter = self._run(cfg, run, state)
             H_final = run.activations(state)
-            error = run.error(_W2(state), state.epoch % 2, state.pending, None, cfg.beta)
+            error = run.error(one_lag(state), state.epoch % 2, state.pending, None, cfg.beta)
         finally:
             run.close()
         self._warn_max_iter(n_iter)
         self.reconstruction_err_ = error
-        self.components_ = self._from_dnmf(_W2(state))
+        self.components_ = self._from_dnmf(one_lag(state))
         self.n_components_ = rank
         self.n_iter_ = n_iter
         self.n_steps_ = state.global_step
-        self._stream = _Stream(cfg, state.W, state.A, state.B)
+        self._stream = Stream(cfg, state.W, state.A, state.B)
         return self._from_dnmf(H_final)
 
-    def _run(self, cfg: LearnConfig, run: _MemoryRun | _DaskRun, state: LearnState) -> int:
+    def _run(self, cfg: LearnConfig, run: MemoryRun | DaskRun, state: LearnState) -> int:
         """Epochs until ``max_iter`` or scikit-learn's convergence test; returns the epochs run."""
         beta, t0 = cfg.beta, time.perf_counter()
         error_at_init = previous = 0.0
         if self.tol > 0:
             seeded = None if state.visited.all() else (cfg.seed, state.avg)  # type: ignore[union-attr]
-            error_at_init = previous = run.error(_W2(state), 0, None, seeded, beta)
+            error_at_init = previous = run.error(one_lag(state), 0, None, seeded, beta)
         n_iter = 0
         while n_iter < self.max_iter:
-            target = min(self.max_iter, n_iter + _CHECK_EVERY) if self.tol > 0 else self.max_iter
-            _run_epochs(cfg, run.backend, state, target)
+            target = min(self.max_iter, n_iter + CHECK_EVERY) if self.tol > 0 else self.max_iter
+            run_epochs(cfg, run.backend, state, target)
             n_iter = state.done_epochs
-            if self.tol > 0 and n_iter % _CHECK_EVERY == 0:
-                error = run.error(_W2(state), state.epoch % 2, state.pending, None, beta)
+            if self.tol > 0 and n_iter % CHECK_EVERY == 0:
+                error = run.error(one_lag(state), state.epoch % 2, state.pending, None, beta)
                 if self.verbose:
                     print(
                         f"Epoch {n_iter:02d} reached after {time.perf_counter() - t0:.3f} "
@@ -500,7 +501,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
                 if error_at_init == 0 or (previous - error) / error_at_init < self.tol:
                     break
                 previous = error
-        if self.verbose and (self.tol == 0 or n_iter % _CHECK_EVERY):
+        if self.verbose and (self.tol == 0 or n_iter % CHECK_EVERY):
             print(f"Epoch {n_iter:02d} reached after {time.perf_counter() - t0:.3f} seconds.")
         return n_iter
 
@@ -551,17 +552,17 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             self._validate_params()
         X, V = self._check_X(X, reset=first)
         block_frames = self.batch_size or V.shape[1]
-        run = _MemoryRun(V, block_frames)
+        run = MemoryRun(V, block_frames)
         if first:
             rank = self._rank(X, W, H)
             init = self._init_name(rank, X)
             H_init, W_init = self._custom_factors(X, rank, W, H)
             cfg = self._config(rank, init, self._seed(), block_frames)
-            state = _start_state(cfg, run.backend, W_init)
+            state = start_state_any_rank(cfg, run.backend, W_init)
             if H_init is not None:
                 run.write_initial(H_init)
                 state.visited[:] = True  # type: ignore[index]
-            stream = _Stream(cfg, state.W, None, None)
+            stream = Stream(cfg, state.W, None, None)
             steps = 0
         else:
             stream = self._stream
@@ -571,28 +572,28 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             cfg = stream.cfg.model_copy(update={"seed": seed % 2**31})
             total, count = run.backend.summary()
             avg = scale_for(total / max(count, 1.0), cfg.rank)
-            state = _fresh_state(cfg, run.backend, stream.W.astype(V.dtype), avg)
+            state = fresh_state(cfg, run.backend, stream.W.astype(V.dtype), avg)
         if not state.visited.all():  # type: ignore[union-attr]
             # as MiniBatchNMF.partial_fit: the batch's activations are first solved with
             # the dictionary fixed (as transform does), then the step updates both
             _, _, l1_H, l2_H = cfg.penalties(V.shape[0], 1)
             H0 = np.full((cfg.rank, V.shape[1]), np.sqrt(X.mean() / cfg.rank), dtype=V.dtype)
-            H0, _ = _solve_activations(
-                V, _W2(state), H0, beta=cfg.beta, max_iter=self.max_iter, tol=self.tol,
+            H0, _ = solve_sklearn(
+                V, one_lag(state), H0, beta=cfg.beta, max_iter=self.max_iter, tol=self.tol,
                 l1=l1_H, l2=l2_H,
             )  # fmt: skip
             run.write_initial(H0)
             state.visited[:] = True  # type: ignore[index]
         state.A, state.B = stream.A, stream.B
-        _online_step(cfg, run.backend, state, rho=self.forget_factor)
+        online_step(cfg, run.backend, state, rho=self.forget_factor)
 
-        self.components_ = self._from_dnmf(_W2(state))
+        self.components_ = self._from_dnmf(one_lag(state))
         self.n_components_ = cfg.rank
         self.n_steps_ = steps + 1
         self.reconstruction_err_ = run.error(
-            _W2(state), state.epoch % 2, state.pending, None, cfg.beta
+            one_lag(state), state.epoch % 2, state.pending, None, cfg.beta
         )
-        self._stream = _Stream(stream.cfg, state.W, state.A, state.B)
+        self._stream = Stream(stream.cfg, state.W, state.A, state.B)
         return self
 
     # -- using the dictionary ------------------------------------------------------------------
@@ -621,7 +622,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         cfg = self._config(k, "custom", 0, V.shape[1])
         _, _, l1_H, l2_H = cfg.penalties(V.shape[0], 1)
         H = np.full((k, V.shape[1]), np.sqrt(X.mean() / k), dtype=V.dtype)
-        H, n_iter = _solve_activations(
+        H, n_iter = solve_sklearn(
             V, W, H, beta=cfg.beta, max_iter=self.max_iter, tol=self.tol, l1=l1_H, l2=l2_H
         )
         self._warn_max_iter(n_iter)
@@ -642,219 +643,3 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         check_is_fitted(self)
         X = check_array(X, dtype=[np.float64, np.float32])
         return X @ self.components_  # type: ignore[no-any-return]
-
-
-# -- where the learner runs ----------------------------------------------------------------
-class _Stream:
-    """What :meth:`NMF.partial_fit` carries between calls: config, W and the accumulators."""
-
-    def __init__(
-        self, cfg: LearnConfig, W: np.ndarray, A: np.ndarray | None, B: np.ndarray | None
-    ) -> None:
-        self.cfg, self.W, self.A, self.B = cfg, W, A, B
-
-
-Seeded = tuple[int, float] | None  # (seed, avg) of the seeded activations, or read them
-
-
-def _error(
-    backend: Any, where: object, W: np.ndarray, buffer: int, pending: np.ndarray | None,
-    seeded: Seeded, beta: float,
-) -> float:  # fmt: skip
-    """scikit-learn's ``_beta_divergence(X, W_sk, H_sk, square_root=True)``, block by block
-    on the backend (:func:`dnmf.nmf.visit.block_loss`), summed in the fixed tree."""
-    from uuid import uuid4
-
-    items = [
-        (b, a, z, None if pending is None else pending[b])
-        for b, (a, z) in enumerate(backend.blocks())
-    ]
-    leaves = backend.map_blocks(
-        block_loss, items, W, where, buffer, seeded, beta, tag=f"nmf-loss-{uuid4().hex[:12]}"
-    )
-    return loss_to_error(tree_sum(leaves, float.__add__), beta)
-
-
-def _scaled(H: np.ndarray, blocks: list[tuple[int, int]], pending: np.ndarray | None) -> np.ndarray:
-    """H with the learner's pending per-block scales applied (a copy only if there are any)."""
-    if pending is None or np.all(pending == 1.0):
-        return H
-    H = H.copy()
-    for b, (a, z) in enumerate(blocks):
-        H[:, a:z] *= pending[b].astype(H.dtype)[:, None]
-    return H
-
-
-class _MemoryRun:
-    """The learner in this process: a :class:`MemoryBackend` of ``V``."""
-
-    def __init__(self, V: np.ndarray, block_frames: int) -> None:
-        self.backend = MemoryBackend(V, block_frames)
-
-    def write_initial(self, H: np.ndarray) -> None:
-        self.backend.write_H(0, 0, self.backend.n_frames, H)
-
-    def error(
-        self, W: np.ndarray, buffer: int, pending: np.ndarray | None, seeded: Seeded, beta: float
-    ) -> float:
-        return _error(self.backend, self.backend, W, buffer, pending, seeded, beta)
-
-    def activations(self, state: LearnState) -> np.ndarray:
-        H = self.backend.activations(state.epoch)
-        return _scaled(H, self.backend.blocks(), state.pending)
-
-    def close(self) -> None:
-        pass
-
-
-class _DaskRun:
-    """The learner on the cluster of ``client``: ``V = X.T`` in a temporary Zarr store.
-
-    The workers open the store themselves, so they must see this machine's
-    temporary directory (a ``LocalCluster``'s workers do).
-    """
-
-    def __init__(self, client: Client, X: Any, block_frames: int, rank: int) -> None:
-        import dask.array as da
-
-        from dnmf.backends import DaskBackend
-        from dnmf.io.blocks import create_H_buffers
-
-        self.client = client
-        self.root = tempfile.mkdtemp(prefix="dnmf-nmf-")
-        try:
-            self.V_url, self.H_url = f"{self.root}/V.zarr", f"{self.root}/H.zarr"
-            V = X.T.rechunk({0: -1, 1: block_frames})  # the turn, for a Dask X
-            da.to_zarr(V, self.V_url, zarr_format=3, dimension_names=("bin", "frame"))
-            n_frames = int(V.shape[1])
-            create_H_buffers(self.H_url, rank, n_frames, block_frames, V.dtype)
-            self.backend = DaskBackend(client, self.V_url, self.H_url, block_frames=block_frames)
-        except BaseException:
-            self.close()
-            raise
-
-    def _H(self, buffer: int) -> Any:
-        import zarr
-
-        return zarr.open_array(f"{self.H_url}/H{buffer}", mode="r+", zarr_format=3)
-
-    def write_initial(self, H: np.ndarray) -> None:
-        self._H(0)[:, :] = H
-
-    def error(
-        self, W: np.ndarray, buffer: int, pending: np.ndarray | None, seeded: Seeded, beta: float
-    ) -> float:
-        # The workers run dnmf.nmf.visit.block_loss on their own ZarrBlockIO: they never
-        # import this module (nor scikit-learn).
-        where = (self.V_url, self.H_url)
-        return _error(self.backend, where, W, buffer, pending, seeded, beta)
-
-    def activations(self, state: LearnState) -> np.ndarray:
-        H = np.asarray(self._H(state.epoch % 2)[:, :])
-        return _scaled(H, self.backend.blocks(), state.pending)
-
-    def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _client_for(X: Any) -> Client | None:
-    """The current ``distributed.Client`` if X is a Dask array and there is one."""
-    if not _is_dask_array(X):
-        return None
-    try:
-        from distributed import get_client
-
-        return get_client()
-    except (ImportError, ValueError):
-        return None
-
-
-def _is_dask_array(X: Any) -> bool:
-    from dask.base import is_dask_collection
-
-    return bool(is_dask_collection(X)) and hasattr(X, "chunks") and hasattr(X, "ndim")
-
-
-def _computed(X: Any) -> Any:
-    """A Dask collection computed into memory; anything else as it is."""
-    from dask.base import is_dask_collection
-
-    return X.compute() if is_dask_collection(X) else X
-
-
-# -- learner steps ---------------------------------------------------------------------------
-def _fresh_state(cfg: LearnConfig, backend: Any, W: np.ndarray, avg: float) -> LearnState:
-    n_blocks = len(backend.blocks())
-    return LearnState(
-        W=W,
-        pending=np.ones((n_blocks, cfg.rank)),
-        visited=np.zeros(n_blocks, dtype=bool),
-        avg=avg,
-    )
-
-
-def _start_state(cfg: LearnConfig, backend: Any, W_init: np.ndarray | None) -> LearnState:
-    """:func:`dnmf.nmf.learner.start_state` without its rank bound.
-
-    scikit-learn accepts ``n_components > min(n_samples, n_features)`` for
-    random inits, and a ``partial_fit`` batch may have fewer frames than the
-    rank; the fixed components are checked in :meth:`NMF._fixed`.
-    """
-    return start_state(cfg, backend, W_init=W_init, bound_rank=False)
-
-
-def _W2(state: LearnState) -> np.ndarray:
-    """The one-lag templates ``(n_bins, k, 1)`` of the state as the dictionary ``(n_bins, k)``."""
-    return np.ascontiguousarray(state.W[:, :, 0])
-
-
-def _run_epochs(cfg: LearnConfig, backend: Any, state: LearnState, epochs: int) -> None:
-    """Run the learner until ``epochs`` epochs in all (its own ``tol`` is 0: no early stop)."""
-    run_cfg = cfg.model_copy(update={"epochs": epochs})
-    while state.done_epochs < epochs:
-        state.converged = False
-        learn(run_cfg, backend, state)
-
-
-def _online_step(
-    cfg: LearnConfig, backend: MemoryBackend, state: LearnState, *, rho: float
-) -> None:
-    """One minibatch step over all blocks of ``backend`` with the online accumulators.
-
-    The learner's own step (:func:`dnmf.nmf.learner.run_step`) for a batch that
-    is a whole pass of its own: visit every block (epoch 0: given H, written to
-    buffer 1), then the online update with forgetting ``rho`` and the
-    normalisation.
-    """
-    p = visit_params(cfg, backend.n_bins, state.avg, RandomH())
-    blocks = list(range(len(backend.blocks())))
-    loss, _ = run_step(
-        cfg, backend, state, blocks, rho=rho, p=p, done_this_epoch=set(), tag="partial-fit"
-    )
-    state.losses.append(loss)
-    state.epoch = 1
-
-
-def _solve_activations(
-    V: np.ndarray, W: np.ndarray, H: np.ndarray, *, beta: float, max_iter: int, tol: float,
-    l1: float, l2: float,
-) -> tuple[np.ndarray, int]:  # fmt: skip
-    """H with W fixed, as scikit-learn's ``_fit_multiplicative_update(update_H=False)``."""
-    if tol <= 0:
-        return update_H(V, W, H, beta=beta, n_iter=max_iter, l1_reg=l1, l2_reg=l2), max_iter
-
-    def error(H: np.ndarray) -> float:
-        return loss_to_error(beta_divergence(V, W, H, beta), beta)
-
-    error_at_init = previous = error(H)
-    n_iter = 0
-    while n_iter < max_iter:
-        n = min(_CHECK_EVERY - n_iter % _CHECK_EVERY, max_iter - n_iter)
-        H = update_H(V, W, H, beta=beta, n_iter=n, l1_reg=l1, l2_reg=l2)
-        n_iter += n
-        if n_iter % _CHECK_EVERY == 0:
-            current = error(H)
-            if error_at_init == 0 or (previous - current) / error_at_init < tol:
-                break
-            previous = current
-    return H, n_iter

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,12 +36,12 @@ from dnmf.errors import DnmfUsageError
 from dnmf.nmf.config import LearnConfig
 from dnmf.nmf.init import HInit, Informed, activation_scale, h_init_of, initial_templates
 from dnmf.nmf.plan import epoch_steps, plan_visits
+from dnmf.nmf.state import LearnState
 from dnmf.nmf.update import normalize_state, update_dictionary
 from dnmf.nmf.visit import VisitParams
 
 __all__ = [
     "FitResult",
-    "LearnState",
     "Progress",
     "check_config",
     "fit_in_memory",
@@ -51,32 +51,6 @@ __all__ = [
     "start_state",
     "visit_params",
 ]
-
-
-@dataclass
-class LearnState:
-    """Everything a checkpoint holds; with the config and corpus it decides the rest.
-
-    ``W`` has shape ``(n_bins, rank, lags)``; ``A`` and ``B`` (the online
-    accumulators) are stacked ``(n_bins, lags · rank)``.
-    """
-
-    W: np.ndarray
-    A: np.ndarray | None = None
-    B: np.ndarray | None = None
-    pending: np.ndarray | None = None  # (n_blocks, rank) float64 scales not yet applied to H
-    visited: np.ndarray | None = None  # (n_blocks,) bool: H of the block exists
-    epoch: int = 0
-    step_in_epoch: int = 0
-    global_step: int = 0
-    epoch_loss: float = 0.0
-    losses: list[float] = field(default_factory=list)
-    converged: bool = False
-    avg: float = 0.0
-
-    @property
-    def done_epochs(self) -> int:
-        return len(self.losses)
 
 
 @dataclass

@@ -39,7 +39,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_non_negative
 
 from dnmf.errors import DnmfUsageError
-from dnmf.nmf.estimator import NMF, _computed
+from dnmf.nmf.estimator import NMF
+from dnmf.nmf.estimator_runs import computed
 from dnmf.nmf.lags import conv_model
 from dnmf.nmf.learner import fit_in_memory, loss_to_error
 from dnmf.nmf.model import window_loss
@@ -162,7 +163,7 @@ class NMFD(NMF):
         ndarray of shape (n_samples, n_components)
         """
         self._validate_params()
-        X, V = self._check_X(_computed(X), reset=True)
+        X, V = self._check_X(computed(X), reset=True)
         rank = self._rank(X, W, H)
         W_init, H_init = self._given(X, rank, W, H)
         block = self.batch_size or V.shape[1]
@@ -197,7 +198,7 @@ class NMFD(NMF):
         ndarray of shape (n_samples, n_components)
         """
         check_is_fitted(self)
-        X, V = self._check_X(_computed(X), reset=False)
+        X, V = self._check_X(computed(X), reset=False)
         W = self._templates(V.dtype)
         cfg = self._config(W.shape[1], "custom", 0, V.shape[1])
         _, _, l1_H, l2_H = cfg.penalties(V.shape[0], 1)
