@@ -45,17 +45,10 @@ from pathlib import Path
 import numpy as np
 
 from dnmf.errors import DnmfPathError, DnmfUsageError
+from dnmf.io.dictionary import Dictionary, ModelLike, load_dictionary
 from dnmf.io.store import StorePath
 from dnmf.nmf.lags import conv_model
-from dnmf.transform import (
-    BLOCK_FRAMES,
-    Dictionary,
-    ModelLike,
-    check_solver,
-    load_dictionary,
-    open_audio,
-    solve_in_blocks,
-)
+from dnmf.transform import BLOCK_FRAMES, check_solver, open_audio, solve_in_blocks
 
 __all__ = [
     "REST",

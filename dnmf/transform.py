@@ -37,7 +37,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
@@ -52,19 +51,16 @@ import numpy as np
 from dnmf.audio.decode import Probe
 from dnmf.audio.features import FeatureConfig, SignalReader, n_frames_for, n_output_samples
 from dnmf.errors import DnmfPathError, DnmfUsageError, StoreFormatError
-from dnmf.io.model import ModelStore
+from dnmf.io.dictionary import Dictionary, ModelLike, load_dictionary
 from dnmf.io.store import StorePath
 
 __all__ = [
     "BLOCK_FRAMES",
-    "Dictionary",
     "FileActivations",
     "TransformResult",
     "activations_for_file",
     "check_solver",
-    "dictionary_fingerprint",
     "expand_audio_paths",
-    "load_dictionary",
     "open_audio",
     "solve_in_blocks",
     "transform_files",
@@ -72,86 +68,6 @@ __all__ = [
 
 #: Frames solved at once (the corpus's default chunk: about 33 MB of V at n_fft=2048).
 BLOCK_FRAMES = 8192
-
-
-ModelLike = ModelStore | StorePath
-
-
-# --------------------------------------------------------------------------- the model
-
-
-def dictionary_fingerprint(W: np.ndarray) -> str:
-    """BLAKE2b-128 hex digest of the bytes of ``W`` (C order): which dictionary solved H."""
-    return hashlib.blake2b(np.ascontiguousarray(W).tobytes(), digest_size=16).hexdigest()
-
-
-@dataclass(frozen=True, eq=False)
-class Dictionary:
-    """What solving activations needs from a model store, read once.
-
-    Attributes
-    ----------
-    path : str
-        The model store.
-    W : ndarray of shape (n_bins, n_components, n_lags)
-        The templates, float32 (``n_lags = 1`` for plain NMF).
-    beta : float
-        β the model was learned with.
-    l1_reg, l2_reg : float
-        The model's penalties on H (``alpha_H``, ``l1_ratio``, ``sparsity_weight``),
-        absolute (:meth:`dnmf.nmf.config.LearnConfig.penalties`).
-    features : FeatureConfig
-        The feature settings of the model's corpus.
-    meta : dict
-        The model store's ``dnmf`` attrs.
-    """
-
-    path: str
-    W: np.ndarray
-    beta: float
-    l1_reg: float
-    l2_reg: float
-    features: FeatureConfig
-    meta: dict[str, Any] = field(repr=False)
-
-    @property
-    def rank(self) -> int:
-        return int(self.W.shape[1])
-
-    @property
-    def fingerprint(self) -> str:
-        return dictionary_fingerprint(self.W)
-
-
-def load_dictionary(model: ModelLike | Dictionary) -> Dictionary:
-    """Read the dictionary, β, penalties and feature settings of a model store.
-
-    Raises
-    ------
-    DnmfPathError, StoreFormatError
-        If `model` is not a model store.
-    DnmfUsageError
-        If the store holds no dictionary yet, or a broken one.
-    """
-    if isinstance(model, Dictionary):
-        return model
-    store = model if isinstance(model, ModelStore) else ModelStore.open(model)
-    name = store.path
-    if not store.meta.get("checkpoint"):
-        raise DnmfUsageError(
-            f"model store {name!r} holds no dictionary yet (dnmf learn stopped before its first "
-            "checkpoint); finish it with dnmf learn --resume or learn it again"
-        )
-    W = store.templates
-    features = FeatureConfig(**store.meta["corpus"]["features"])
-    if W.shape[0] != features.n_bins or not np.isfinite(W).all() or (W < 0).any():
-        raise DnmfUsageError(
-            f"model store {name!r} holds a damaged dictionary (shape {W.shape}, expected "
-            f"{features.n_bins} bins, nonnegative and finite); learn the model again"
-        )
-    cfg = store.config
-    _, _, l1, l2 = cfg.penalties(features.n_bins, 1)
-    return Dictionary(name, W, cfg.beta, l1, l2, features, dict(store.meta))
 
 
 # --------------------------------------------------------------------------- one file

@@ -25,9 +25,9 @@ from dnmf.cluster import check_compute_options
 from dnmf.errors import StoreMismatchError
 from dnmf.io.activations import create_frame_arrays, write_file_table
 from dnmf.io.corpus import CorpusStore
+from dnmf.io.dictionary import dictionary_fingerprint
 from dnmf.io.model import ModelStore
 from dnmf.io.store import array, consolidate, open_group, read_meta, write_meta
-from dnmf.transform import dictionary_fingerprint
 
 if TYPE_CHECKING:
     from distributed import Client

@@ -292,9 +292,9 @@ def _corpus_fingerprint(cfg: PipelineConfig) -> str | None:
 
 def _export_plan_now(cfg: PipelineConfig) -> tuple[StagePlan, bool]:
     from dnmf.io.corpus import CorpusStore
+    from dnmf.io.dictionary import dictionary_fingerprint
     from dnmf.io.model import ModelStore
     from dnmf.io.store import open_group, read_meta
-    from dnmf.transform import dictionary_fingerprint
     from pipelines.export import export_settings
 
     model = ModelStore.open(cfg.model_path)
@@ -655,9 +655,9 @@ def _run_ingest(
 def _run_learn(
     cfg: PipelineConfig, plan: StagePlan, get_client: Callable[[], Client], progress: bool
 ) -> dict[str, Any]:
+    from dnmf.io.dictionary import dictionary_fingerprint
     from dnmf.io.model import ModelStore
     from dnmf.io.store import consolidate, read_meta, write_meta
-    from dnmf.transform import dictionary_fingerprint
     from pipelines.learn import learn_corpus
 
     staging = cfg.staging_path
@@ -747,8 +747,8 @@ def _run_plot(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def _run_separate(cfg: PipelineConfig) -> dict[str, Any]:
+    from dnmf.io.dictionary import load_dictionary
     from dnmf.separate import parse_groups, separate
-    from dnmf.transform import load_dictionary
 
     s = cfg.separate
     assert s is not None

@@ -128,8 +128,8 @@ def test_export_transform_and_separate_solve_the_same_H_with_penalties(
     lags: int, tmp_path: Path, cluster_client
 ) -> None:
     """One solver: the model's penalties on H reach export, transform and separate alike."""
+    from dnmf.io.dictionary import load_dictionary
     from dnmf.separate import _activations
-    from dnmf.transform import load_dictionary
 
     audio = write(tmp_path / "audio" / "a.wav", tone(22050, 4.0, 330), 22050)
     store = tmp_path / "c.zarr"

@@ -17,14 +17,10 @@ from typer.testing import CliRunner
 from dnmf.audio.features import FeatureConfig
 from dnmf.cli.transform import transform_command
 from dnmf.errors import DnmfPathError, DnmfUsageError, StoreFormatError
+from dnmf.io.dictionary import dictionary_fingerprint, load_dictionary
 from dnmf.io.model import ModelStore
 from dnmf.nmf.config import LearnConfig
-from dnmf.transform import (
-    activations_for_file,
-    dictionary_fingerprint,
-    load_dictionary,
-    transform_files,
-)
+from dnmf.transform import activations_for_file, transform_files
 from tests.conftest import solve, write
 
 SR = 22050

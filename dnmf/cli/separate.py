@@ -72,8 +72,8 @@ def separate_command(
 
         dnmf separate model.zarr mix.flac -o parts/ --group voice=2,7 --alpha 2 --json
     """
+    from dnmf.io.dictionary import load_dictionary
     from dnmf.separate import parse_components, parse_groups, separate, sources_for
-    from dnmf.transform import load_dictionary
 
     d = load_dictionary(model)
     groups = parse_groups(group) if group else None
