@@ -75,6 +75,7 @@ __all__ = [
     "stack_templates",
     "unstack_templates",
     "update_H_conv",
+    "window_stack",
 ]
 
 FloatArray: TypeAlias = npt.NDArray[np.floating[Any]]
@@ -153,6 +154,19 @@ def shifted_stack(H_ext: FloatArray, lags: int) -> FloatArray:
     for t in range(lags):
         out[t * k : (t + 1) * k] = H_ext[:, lags - 1 - t : lags - 1 - t + n]
     return out
+
+
+def window_stack(H: FloatArray, start: int, stop: int, lags: int) -> FloatArray:
+    """``H_stack`` of the frames ``[start, stop)`` of a window's activations ``H``.
+
+    The ``lags - 1`` frames before ``start`` come from the window (zeros before
+    its first frame), so ``Λ`` of those frames is ``W_stack @ window_stack(...)``.
+    """
+    k = H.shape[0]
+    lo = max(0, start - (lags - 1))
+    H_ext = np.zeros((k, stop - start + lags - 1), dtype=H.dtype)
+    H_ext[:, lo - (start - (lags - 1)) :] = H[:, lo:stop]
+    return shifted_stack(H_ext, lags)
 
 
 def _stack_of(H: FloatArray, lags: int) -> FloatArray:
@@ -408,12 +422,7 @@ def chunk_stats_conv(
     T = W.shape[2]
     if update_h and n_inner > 0:
         H = update_H_conv(V, W, H, beta=beta, n_iter=n_inner, l1_reg=l1_reg_H, l2_reg=l2_reg_H)
-    k = H.shape[0]
-    n = stop - start
-    lo = max(0, start - (T - 1))
-    H_ext = np.zeros((k, n + T - 1), dtype=H.dtype)
-    H_ext[:, lo - (start - (T - 1)) :] = H[:, lo:stop]
-    Hs = shifted_stack(H_ext, T)
+    Hs = window_stack(H, start, stop, T)
     Vc = np.ascontiguousarray(V[:, start:stop])
     Ws = stack_templates(W).astype(V.dtype, copy=False)
     s = chunk_stats(Vc, Ws, Hs, beta=beta, update_h=False)

@@ -13,7 +13,7 @@ import numpy as np
 
 from dnmf.nmf.divergence import BetaLike, FloatArray, beta_divergence
 from dnmf.nmf.kernels import ChunkStats, chunk_stats, update_H
-from dnmf.nmf.lags import chunk_stats_conv, shifted_stack, stack_templates, update_H_conv
+from dnmf.nmf.lags import chunk_stats_conv, stack_templates, update_H_conv, window_stack
 
 __all__ = ["update_H_any", "window_loss", "window_stats"]
 
@@ -83,10 +83,7 @@ def window_loss(
         return beta_divergence(
             np.ascontiguousarray(V[:, start:stop]), W.reshape(n_bins, k), H[:, start:stop], beta
         )
-    lo = max(0, start - (T - 1))
-    H_ext = np.zeros((k, stop - start + T - 1), dtype=H.dtype)
-    H_ext[:, lo - (start - (T - 1)) :] = H[:, lo:stop]
-    Hs = shifted_stack(H_ext, T)
+    Hs = window_stack(H, start, stop, T)
     Ws = stack_templates(W).astype(V.dtype, copy=False)
     Vc = np.ascontiguousarray(V[:, start:stop])
     return beta_divergence(Vc, Ws, Hs, beta, WH=Ws @ Hs)
