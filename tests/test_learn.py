@@ -269,3 +269,43 @@ def test_blocks_prefer_workers_in_runs_balanced_by_frames(
     with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cl, Client(cl) as c:
         empty = DaskBackend(c, *args, block_frames=100, n_frames=650)
         assert empty._homes()(0) == {}
+
+
+def test_a_model_store_of_the_previous_version_opens_resumes_and_exports(
+    corpus: Path, tmp_path: Path, cluster_client
+) -> None:
+    """Before NMF and NMFD were one config, a plain model recorded no ``lags`` and kept a
+    2-D ``W`` in its checkpoint slots; such a store still opens, resumes and exports."""
+    from dnmf.io.store import read_meta, write_meta
+    from pipelines.export import export
+
+    cfg = LearnConfig(rank=3, epochs=4, tol=0)
+    whole = learn_corpus(corpus, tmp_path / "whole.zarr", config=cfg, client=cluster_client)
+    path = tmp_path / "old.zarr"
+    with pytest.raises(Crash):
+        learn_corpus(corpus, path, config=cfg, client=cluster_client, on_step=crash_at(2))
+    group = zarr.open_group(path, mode="r+")
+    meta = read_meta(group, "model", path)
+    old_config = {k: v for k, v in meta["config"].items() if k in _V0_KEYS}
+    meta.update(config=old_config, model="nmf")
+    del meta["lags"]
+    write_meta(group, meta)
+    slot = zarr.open_group(path / "state" / f"slot{meta['checkpoint']['slot']}", mode="r+")
+    W3 = slot["W"][:]
+    slot.create_array("W", data=W3[:, :, 0], overwrite=True)  # the old 2-D slot
+    model = ModelStore.open(path)
+    assert model.lags == 1 and model.config.lags == 1
+    resumed = learn_corpus(corpus, path, config=cfg, resume=True, client=cluster_client)
+    assert resumed.losses == whole.losses
+    assert ModelStore.open(path).W.tobytes() == ModelStore.open(tmp_path / "whole.zarr").W.tobytes()
+    assert export(path, tmp_path / "acts.zarr", n_iter=5, client=cluster_client).chunks == 7
+    # an NMFD config of the previous version named its model kind
+    assert LearnConfig.from_attrs({"rank": 2, "lags": 8, "model": "nmfd"}).lags == 8
+
+
+#: The keys of the plain NMF config of the previous version.
+_V0_KEYS = {
+    "rank", "beta", "epochs", "batch_chunks", "block_frames", "n_inner", "forget_factor",
+    "init", "seed", "tol", "alpha_W", "alpha_H", "l1_ratio", "norm", "fixed_components",
+    "checkpoint_every", "sample_frames",
+}  # fmt: skip
