@@ -24,15 +24,8 @@ from dnmf.nmf.config import LearnConfig
 from pipelines.config import PipelineConfig, load_config, parse_config
 from pipelines.learn import learn_corpus
 from pipelines.lock import LockInfo, RunLock, read_lock, stale_reason
-from pipelines.run import (
-    IngestFacts,
-    ModelFacts,
-    plan_export_stage,
-    plan_ingest,
-    plan_learn,
-    read_run_log,
-    run_pipeline,
-)
+from pipelines.run import read_run_log, run_pipeline
+from pipelines.run_plan import IngestFacts, ModelFacts, plan_export_stage, plan_ingest, plan_learn
 from tests.conftest import tone, write
 
 runner = CliRunner()
