@@ -309,3 +309,15 @@ _V0_KEYS = {
     "init", "seed", "tol", "alpha_W", "alpha_H", "l1_ratio", "norm", "fixed_components",
     "checkpoint_every", "sample_frames",
 }  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", [(40, 300), (300, 40)])
+def test_nndsvda_from_the_leading_triplets_is_sklearns(shape: tuple[int, int]) -> None:
+    from dnmf.nmf.init import nndsvda_W
+
+    rng = np.random.default_rng(7)
+    # six well separated singular values, so the leading vectors are well defined
+    sample = (rng.random((shape[0], 6)) * [8, 6, 4, 3, 2, 1]) @ rng.random((6, shape[1]))
+    sample += 1e-3 * rng.random(shape)
+    _, H = _initialize_nmf(sample.T, 6, init="nndsvda")
+    np.testing.assert_allclose(nndsvda_W(sample, 6), H.T, rtol=1e-7, atol=1e-10)
