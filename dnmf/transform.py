@@ -185,7 +185,7 @@ def solve_in_blocks(
     for a, b in blocks_of(n_frames, block):
         H, loss, done = solve_block(
             frames, a, b, n_frames, d.W, beta=d.beta, n_iter=n_iter, tol=tol, l1_reg=d.l1_reg,
-            l2_reg=d.l2_reg,
+            l2_reg=d.l2_reg, solver=d.solver,
         )  # fmt: skip
         yield a, b, H, loss, done
 

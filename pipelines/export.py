@@ -41,7 +41,7 @@ TABLE = {"file": str, "first_frame": "int64", "n_frames": "int64", "status": str
 
 def export_chunk(
     start: int, corpus: str, store: str, W: np.ndarray, *, chunk_frames: int, n_frames: int,
-    beta: float, n_iter: int, tol: float, l1_reg: float, l2_reg: float,
+    beta: float, n_iter: int, tol: float, l1_reg: float, l2_reg: float, solver: str = "mu",
 ) -> tuple[int, float, int]:  # fmt: skip
     """The task of one corpus chunk: solve its activations (the halo of an exact solve
     read around it when the model has several lags) and write that chunk of ``H``,
@@ -54,7 +54,7 @@ def export_chunk(
     W = np.array(W, order="C", copy=True)  # aligned, as in the learner's tasks
     H, loss, iters = solve_block(
         lambda lo, hi: np.asarray(V[:, lo:hi]), start, stop, n_frames, W, beta=beta,
-        n_iter=n_iter, tol=tol, l1_reg=l1_reg, l2_reg=l2_reg,
+        n_iter=n_iter, tol=tol, l1_reg=l1_reg, l2_reg=l2_reg, solver=solver,
     )  # fmt: skip
     dst = zarr.open_group(store, mode="r+", zarr_format=3, use_consolidated=False)
     array(dst, "H")[:, start:stop] = H
@@ -201,7 +201,7 @@ def export(
             backend.map_blocks(
                 export_chunk, starts, src, dst, W, tag=f"export-{model_fp[:8]}", progress=done,
                 chunk_frames=corpus.chunk_frames, n_frames=corpus.n_frames, beta=beta,
-                n_iter=n_iter, tol=tol, l1_reg=l1_H, l2_reg=l2_H,
+                n_iter=n_iter, tol=tol, l1_reg=l1_H, l2_reg=l2_H, solver=model.config.solver,
             )  # fmt: skip
     files = corpus.files()
     write_file_table(group, [{name: getattr(r, name) for name in TABLE} for r in files], TABLE)

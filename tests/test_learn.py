@@ -321,3 +321,39 @@ def test_nndsvda_from_the_leading_triplets_is_sklearns(shape: tuple[int, int]) -
     sample += 1e-3 * rng.random(shape)
     _, H = _initialize_nmf(sample.T, 6, init="nndsvda")
     np.testing.assert_allclose(nndsvda_W(sample, 6), H.T, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("penalty", [{}, {"alpha_W": 0.01, "alpha_H": 0.02, "l1_ratio": 0.4}])
+def test_hals_equals_sklearns_coordinate_descent(penalty: dict[str, float]) -> None:
+    """β = 2 with solver='hals' is scikit-learn's NMF(solver='cd', shuffle=False)."""
+    rng = np.random.default_rng(8)
+    X = rng.random((300, 40)) ** 2  # frames x bins
+    W_sk, H_sk = _initialize_nmf(X, 5, init="random", random_state=0)
+    sk_pen = {"alpha_W": penalty.get("alpha_H", 0.0), "alpha_H": penalty.get("alpha_W", 0.0),
+              "l1_ratio": penalty.get("l1_ratio", 0.0)}  # fmt: skip
+    ref = NMF(5, solver="cd", beta_loss=2, init="custom", max_iter=25, tol=0, **sk_pen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        acts = ref.fit_transform(X, W=W_sk.copy(), H=H_sk.copy())
+    cfg = LearnConfig(
+        rank=5, beta=2, solver="hals", epochs=25, init="custom", norm=None, tol=0, **penalty
+    )
+    state, be = memory_fit(X.T.copy(), cfg, W0=H_sk.T.copy(), H0=W_sk.T.copy(), block=300)
+    np.testing.assert_allclose(state.W[:, :, 0], ref.components_.T, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(be.activations(state.epoch), acts.T, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("schedule", [{}, {"batch_chunks": 2, "n_inner": 2}])
+def test_hals_loss_never_rises_in_full_batch_and_minibatch_learns(schedule: dict) -> None:
+    rng = np.random.default_rng(9)
+    V = (rng.random((30, 4)) @ rng.random((4, 400)) + 0.01 * rng.random((30, 400))).astype(
+        np.float32
+    )
+    cfg = LearnConfig(rank=4, beta=2, solver="hals", epochs=30, tol=0, **schedule)
+    state, _ = memory_fit(V, cfg, block=100)
+    losses = np.array(state.losses)
+    if not schedule:
+        assert (np.diff(losses) <= 1e-5 * losses[0]).all(), losses
+    assert losses[-1] < 0.2 * losses[0] and (state.W >= 0).all()
+    with pytest.raises(DnmfUsageError, match="solver='hals' is for beta=2"):
+        LearnConfig.from_options(rank=2, beta=1, solver="hals")

@@ -67,6 +67,13 @@ def learn_command(
         float, typer.Option(help="L1 share of the regularisation (scikit-learn's).")
     ] = 0.0,
     norm: Annotated[str, typer.Option(help="Column normalisation of W: l2, max or none.")] = "l2",
+    solver: Annotated[
+        str,
+        typer.Option(
+            help="mu (multiplicative updates, every beta) or hals (beta 2, one lag: exact "
+            "coordinate descent, scikit-learn's cd solver)."
+        ),
+    ] = "mu",
     fixed_components: Annotated[
         str | None,
         typer.Option(help="Components of the --init dictionary kept fixed, e.g. 0,1,2 or 0-3."),
@@ -131,7 +138,7 @@ def learn_command(
         common=dict(
             beta=beta, epochs=epochs, batch_chunks=batch_chunks, n_inner=inner,
             forget_factor=forget_factor, seed=seed, tol=tol, alpha_W=alpha_w, alpha_H=alpha_h,
-            l1_ratio=l1_ratio, norm=norm, checkpoint_every=checkpoint_every,
+            l1_ratio=l1_ratio, norm=norm, checkpoint_every=checkpoint_every, solver=solver,
         ),
     )  # fmt: skip
     _run(cfg, W_init, input_path, output, resume, overwrite, workers, scheduler, json_out, quiet)

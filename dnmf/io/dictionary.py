@@ -46,6 +46,8 @@ class Dictionary:
         The feature settings of the model's corpus.
     meta : dict
         The model store's ``dnmf`` attrs.
+    solver : {'mu', 'hals'}
+        The model's updates, which solving uses too.
     """
 
     path: str
@@ -55,6 +57,7 @@ class Dictionary:
     l2_reg: float
     features: FeatureConfig
     meta: dict[str, Any] = field(repr=False)
+    solver: str = "mu"
 
     @property
     def rank(self) -> int:
@@ -93,4 +96,4 @@ def load_dictionary(model: ModelLike | Dictionary) -> Dictionary:
         )
     cfg = store.config
     _, _, l1, l2 = cfg.penalties(features.n_bins, 1)
-    return Dictionary(name, W, cfg.beta, l1, l2, features, dict(store.meta))
+    return Dictionary(name, W, cfg.beta, l1, l2, features, dict(store.meta), cfg.solver)

@@ -74,6 +74,10 @@ class LearnConfig(BaseModel):
     uncorr_weight : float
         Weight of ``Σ_{t' ≠ t} W_t'`` in the update of ``W_t`` (libnmfd's; no
         effect at ``lags = 1``).
+    solver : {'mu', 'hals'}
+        The updates: multiplicative (every β), or for β = 2 at ``lags = 1``
+        HALS, exact coordinate descent (scikit-learn's ``cd`` solver), from the
+        same statistics (``V Hᵀ``, ``H Hᵀ``; ``Wᵀ V``, ``Wᵀ W``).
     norm : {'l2', 'max', None}
         Normalise each template (all its lags) after each step, H rescaled so
         Λ is unchanged.
@@ -119,6 +123,7 @@ class LearnConfig(BaseModel):
     sparsity_weight: float = Field(0.0, ge=0.0)
     uncorr_weight: float = Field(0.0, ge=0.0)
     norm: Literal["l2", "max"] | None = "l2"
+    solver: Literal["mu", "hals"] = "mu"
     fixed_components: tuple[int, ...] = ()
     fix_W: bool = False
     fix_H: bool = False
@@ -152,6 +157,11 @@ class LearnConfig(BaseModel):
             raise ValueError(
                 "fixed components need a given or informed init; pass --init MODEL (a model "
                 "store), pitched, drums or uniform"
+            )
+        if self.solver == "hals" and (self.beta != 2 or self.lags != 1):
+            raise ValueError(
+                f"solver='hals' is for beta=2 (frobenius) and lags=1, not beta={self.beta:g} and "
+                f"lags={self.lags}; pass solver='mu'"
             )
         if self.fix_W and self.fix_H:
             raise ValueError("fix_W and fix_H together leave nothing to learn; pass one of them")

@@ -144,7 +144,7 @@ def visit_params(cfg: LearnConfig, n_bins: int, avg: float, h_init: HInit) -> Vi
     _, _, l1_H, l2_H = cfg.penalties(n_bins, 1)
     return VisitParams(
         beta=cfg.beta, n_inner=cfg.n_inner, l1_H=l1_H, l2_H=l2_H, seed=cfg.seed, avg=avg,
-        update_h=not cfg.fix_H, h_init=h_init,
+        update_h=not cfg.fix_H, h_init=h_init, solver=cfg.solver,
     )  # fmt: skip
 
 
@@ -176,7 +176,10 @@ def run_step(
             dtype=backend.dtype,
         )  # fmt: skip
         if cfg.norm is not None and not cfg.fix_H:
-            normalize_state(state, norm=cfg.norm, beta=cfg.beta, fixed=cfg.fixed_components)
+            normalize_state(
+                state, norm=cfg.norm, beta=cfg.beta, fixed=cfg.fixed_components,
+                hals=cfg.solver == "hals",
+            )  # fmt: skip
     state.global_step += 1
     return loss, frames
 

@@ -30,6 +30,7 @@ def window_stats(
     l1_reg_H: float = 0.0,
     l2_reg_H: float = 0.0,
     update_h: bool = True,
+    solver: str = "mu",
 ) -> ChunkStats:
     """The per-block kernel of every model: update H on a window, then the block's statistics.
 
@@ -43,7 +44,7 @@ def window_stats(
     if T == 1:
         return chunk_stats(
             V, W.reshape(n_bins, k), H, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
-            l2_reg_H=l2_reg_H, update_h=update_h,
+            l2_reg_H=l2_reg_H, update_h=update_h, solver=solver,
         )  # fmt: skip
     return chunk_stats_conv(
         V, W, H, start=start, stop=stop, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
@@ -60,6 +61,7 @@ def update_H_any(
     n_iter: int = 1,
     l1_reg: float = 0.0,
     l2_reg: float = 0.0,
+    solver: str = "mu",
 ) -> FloatArray:
     """`n_iter` updates of H with the templates ``W (n_bins, k, T)`` fixed, on a whole window.
 
@@ -69,8 +71,9 @@ def update_H_any(
     n_bins, k, T = W.shape
     if T == 1:
         return update_H(
-            V, W.reshape(n_bins, k), H, beta=beta, n_iter=n_iter, l1_reg=l1_reg, l2_reg=l2_reg
-        )
+            V, W.reshape(n_bins, k), H, beta=beta, n_iter=n_iter, l1_reg=l1_reg, l2_reg=l2_reg,
+            solver=solver,
+        )  # fmt: skip
     return update_H_conv(V, W, H, beta=beta, n_iter=n_iter, l1_reg=l1_reg, l2_reg=l2_reg)
 
 

@@ -73,6 +73,7 @@ def solve_window(
     l2_reg: float = 0.0,
     H0: np.ndarray | None = None,
     check_every: int = CHECK_EVERY,
+    solver: str = "mu",
 ) -> tuple[np.ndarray, float, int]:
     """Activations of the frames ``[start, stop)`` of a window, templates fixed.
 
@@ -97,6 +98,8 @@ def solve_window(
         Absolute penalties on H (:meth:`dnmf.nmf.config.LearnConfig.penalties`).
     H0 : ndarray of shape (n_components, n_window), optional
     check_every : int, default=10
+    solver : {'mu', 'hals'}, default='mu'
+        The model's updates (:class:`dnmf.nmf.config.LearnConfig`).
 
     Returns
     -------
@@ -126,7 +129,9 @@ def solve_window(
     done = 0
     while done < n_iter:
         step = min(check_every, n_iter - done)
-        H = update_H_any(V, W, H, beta=beta, n_iter=step, l1_reg=l1_reg, l2_reg=l2_reg)
+        H = update_H_any(
+            V, W, H, beta=beta, n_iter=step, l1_reg=l1_reg, l2_reg=l2_reg, solver=solver
+        )
         done += step
         loss = loss_of(H)
         if tol > 0 and first > 0 and (previous - loss) / first < tol:
@@ -137,7 +142,7 @@ def solve_window(
 
 def solve_block(
     frames: Any, start: int, stop: int, n_frames: int, W: np.ndarray, *, beta: float,
-    n_iter: int, tol: float, l1_reg: float, l2_reg: float,
+    n_iter: int, tol: float, l1_reg: float, l2_reg: float, solver: str = "mu",
 ) -> tuple[np.ndarray, float, int]:  # fmt: skip
     """The activations of frames ``[start, stop)`` of a spectrogram of ``n_frames`` frames,
     reading ``frames(lo, hi)`` (``V[:, lo:hi]``) on the window of an exact solve."""
@@ -145,5 +150,5 @@ def solve_block(
     V = np.ascontiguousarray(frames(lo, hi))
     return solve_window(
         V, W, start=start - lo, stop=stop - lo, beta=beta, n_iter=n_iter, tol=tol,
-        l1_reg=l1_reg, l2_reg=l2_reg,
+        l1_reg=l1_reg, l2_reg=l2_reg, solver=solver,
     )  # fmt: skip

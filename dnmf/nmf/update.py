@@ -19,12 +19,13 @@ import numpy.typing as npt
 from dnmf.errors import DnmfUsageError
 from dnmf.nmf.divergence import EPSILON, BetaLike, FloatArray, beta_name_to_float, update_exponent
 from dnmf.nmf.divergence import gamma as gamma_of
-from dnmf.nmf.kernels import mu_step
+from dnmf.nmf.kernels import hals_rows, mu_step
 from dnmf.nmf.lags import stack_templates, unstack_templates
 
 __all__ = [
     "accumulate",
     "full_denominator",
+    "hals_update",
     "normalize_W",
     "normalize_state",
     "normalize_templates",
@@ -57,7 +58,9 @@ def update_dictionary(
     fixed = np.array(cfg.fixed_components, dtype=int) if cfg.fixed_components else None
     l1_unit, l2_unit, _, _ = cfg.penalties(n_bins, 1)
     l1, l2 = l1_unit * frames, l2_unit * frames
-    if rho == 0.0:
+    if cfg.solver == "hals":
+        hals_update(state, num, den, rho=rho, l1=l1, l2=l2, fixed=fixed)
+    elif rho == 0.0:
         state.W = update_templates(
             state.W, num.astype(dtype), den.astype(dtype), beta=cfg.beta, l1_reg=l1, l2_reg=l2,
             uncorr_weight=cfg.uncorr_weight, fixed=fixed,
@@ -67,6 +70,32 @@ def update_dictionary(
             state, num, den, beta=cfg.beta, rho=rho, l1=l1, l2=l2,
             uncorr_weight=cfg.uncorr_weight, fixed=fixed,
         )  # fmt: skip
+
+
+def hals_update(
+    state: Any, num: np.ndarray, den: np.ndarray, *, rho: float, l1: float, l2: float,
+    fixed: np.ndarray | None = None,
+) -> None:  # fmt: skip
+    """One HALS sweep of the dictionary (β = 2, one lag) from ``V Hᵀ`` and ``H Hᵀ``.
+
+    :func:`dnmf.nmf.kernels.hals_rows` on ``Wᵀ``: exact coordinate descent,
+    column by column. Full batch (``rho = 0``) uses the step's statistics; a
+    minibatch step their online sums ``A ← ρA + V Hᵀ``, ``B ← ρB + H Hᵀ``
+    (Mairal et al. 2010), started from the first step's.
+    """
+    if rho == 0.0 or state.A is None or state.B is None:
+        A, B = np.array(num, dtype=np.float64), np.array(den, dtype=np.float64)
+    else:
+        A, B = rho * state.A + num, rho * state.B + den
+    if rho != 0.0:
+        state.A, state.B = A, B
+    W = state.W[:, :, 0]
+    Wt = np.ascontiguousarray(W.T, dtype=np.float64)
+    hals_rows(Wt, B, np.ascontiguousarray(A.T), l1_reg=l1, l2_reg=l2)
+    W_new = Wt.T.astype(state.W.dtype)
+    if fixed is not None:
+        W_new[:, fixed] = W[:, fixed]
+    state.W = np.ascontiguousarray(W_new[:, :, np.newaxis])
 
 
 def online_update(
@@ -140,7 +169,9 @@ def accumulate(
     return W_new  # type: ignore[no-any-return]
 
 
-def normalize_state(state: Any, *, norm: str, beta: float, fixed: Any = None) -> None:
+def normalize_state(
+    state: Any, *, norm: str, beta: float, fixed: Any = None, hals: bool = False
+) -> None:
     """Unit templates; the scales move to the pending H scales and the accumulators.
 
     With ``W' = W / s`` and ``H' = s H``, the online accumulators become
@@ -151,10 +182,13 @@ def normalize_state(state: Any, *, norm: str, beta: float, fixed: Any = None) ->
     state.W = W
     s = np.asarray(scale, dtype=np.float64)
     state.pending *= s[None, :]
-    if state.A is not None and state.B is not None:
+    if state.A is not None and state.B is not None and not hals:
         s_stack = np.tile(s, W.shape[2])[None, :]
         state.A = state.A * s_stack ** (1.0 - 1.0 / gamma_of(beta))
         state.B = state.B * s_stack
+    elif state.A is not None and state.B is not None:  # HALS sums: V Hᵀ and H Hᵀ of H' = s H
+        state.A = state.A * s[None, :]
+        state.B = state.B * np.outer(s, s)
 
 
 def update_W(

@@ -45,6 +45,7 @@ class VisitParams:
     avg: float
     update_h: bool = True
     h_init: HInit = RandomH()  # noqa: RUF009 (frozen, shared)
+    solver: str = "mu"
 
 
 class BlockIO(Protocol):
@@ -91,6 +92,7 @@ def visit_block(io: BlockIO, visit: Visit, W: np.ndarray, epoch: int, p: VisitPa
     s = window_stats(
         V, W, H, start=visit.start - visit.lo, stop=visit.stop - visit.lo, beta=p.beta,
         n_inner=p.n_inner, l1_reg_H=p.l1_H, l2_reg_H=p.l2_H, update_h=p.update_h,
+        solver=p.solver,
     )  # fmt: skip
     io.write_H((epoch + 1) % 2, visit.start, visit.stop, s.H)
     return s.num.astype(np.float64), s.den.astype(np.float64), float(s.loss)
