@@ -469,3 +469,19 @@ def test_batch_size_means_samples_per_minibatch_step_as_in_sklearn() -> None:
     mini = NMF(3, random_state=0, max_iter=5, tol=0, batch_size=64).fit(X)
     assert full.n_steps_ == 5 and mini.n_steps_ == 5 * 4  # ceil(200 / 64) steps an epoch
     assert not np.allclose(full.components_, mini.components_)
+
+
+@pytest.mark.parametrize("solver", ["cd", "hals"])
+def test_coordinate_descent_equals_sklearns_cd(solver: str) -> None:
+    X, W, H = problem()
+    ref = SkNMF(4, solver="cd", beta_loss=2, init="custom", max_iter=N_ITER, tol=0, shuffle=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        acts_ref = ref.fit_transform(X, W=W.copy(), H=H.copy())
+    model = NMF(4, solver=solver, beta_loss=2, init="custom", max_iter=N_ITER, tol=0)
+    acts = model.fit_transform(X, W=W.copy(), H=H.copy())
+    assert_allclose(model.components_, ref.components_, **TOL64)
+    assert_allclose(acts, acts_ref, **TOL64)
+    assert model.transform(X).shape == acts.shape
+    with pytest.raises(ValueError, match="solver='hals' is for beta=2"):
+        NMF(4, solver=solver, beta_loss=1).fit(X)

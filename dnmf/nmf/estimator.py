@@ -148,6 +148,11 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         ``init='custom'``.
     verbose : int, default=0
         Print the error at every convergence check.
+    solver : {'mu', 'cd', 'hals'}, default='mu'
+        Multiplicative updates (every β), or for β = 2 coordinate descent:
+        ``'cd'`` and ``'hals'`` are the same HALS sweeps, scikit-learn's
+        ``NMF(solver='cd', shuffle=False)`` from the same init. The default
+        stays ``'mu'`` (scikit-learn's default for β = 2 is ``'cd'``).
 
     Attributes
     ----------
@@ -211,6 +216,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         "forget_factor": [Interval(Real, 0, 1, closed="both")],
         "n_inner": [Interval(Integral, 1, None, closed="left")],
         "norm": [StrOptions({"l2", "max"}), None],
+        "solver": [StrOptions({"mu", "cd", "hals"})],
         "fixed_components": ["array-like", None],
         "verbose": ["verbose"],
     }
@@ -233,6 +239,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         norm: str | None = None,
         fixed_components: Any = None,
         verbose: int = 0,
+        solver: str = "mu",
     ) -> None:
         self.n_components = n_components
         self.init = init
@@ -249,6 +256,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         self.norm = norm
         self.fixed_components = fixed_components
         self.verbose = verbose
+        self.solver = solver
 
     # -- scikit-learn plumbing ---------------------------------------------------------
     def __sklearn_tags__(self) -> Any:
@@ -352,6 +360,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
                 alpha_H=float(self.alpha_W),  # dnmf's H = scikit-learn's W
                 l1_ratio=self.l1_ratio,
                 norm=self.norm,  # type: ignore[arg-type]
+                solver="mu" if self.solver == "mu" else "hals",
                 fixed_components=self._fixed(rank, init),
             )
         except ValidationError as exc:
@@ -580,7 +589,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             H0 = np.full((cfg.rank, V.shape[1]), np.sqrt(X.mean() / cfg.rank), dtype=V.dtype)
             H0, _ = solve_sklearn(
                 V, one_lag(state), H0, beta=cfg.beta, max_iter=self.max_iter, tol=self.tol,
-                l1=l1_H, l2=l2_H,
+                l1=l1_H, l2=l2_H, solver=cfg.solver,
             )  # fmt: skip
             run.write_initial(H0)
             state.visited[:] = True  # type: ignore[index]
@@ -623,7 +632,15 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         _, _, l1_H, l2_H = cfg.penalties(V.shape[0], 1)
         H = np.full((k, V.shape[1]), np.sqrt(X.mean() / k), dtype=V.dtype)
         H, n_iter = solve_sklearn(
-            V, W, H, beta=cfg.beta, max_iter=self.max_iter, tol=self.tol, l1=l1_H, l2=l2_H
+            V,
+            W,
+            H,
+            beta=cfg.beta,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            l1=l1_H,
+            l2=l2_H,
+            solver=cfg.solver,
         )
         self._warn_max_iter(n_iter)
         return self._from_dnmf(H)

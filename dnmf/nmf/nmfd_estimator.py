@@ -103,12 +103,13 @@ class NMFD(NMF):
         norm: str | None = "l2",
         fixed_components: Any = None,
         verbose: int = 0,
+        solver: str = "mu",
     ) -> None:
         super().__init__(
             n_components, init=init, beta_loss=beta_loss, tol=tol, max_iter=max_iter,
             random_state=random_state, alpha_W=alpha_W, alpha_H=alpha_H, l1_ratio=l1_ratio,
             batch_size=batch_size, forget_factor=forget_factor, n_inner=n_inner, norm=norm,
-            fixed_components=fixed_components, verbose=verbose,
+            fixed_components=fixed_components, verbose=verbose, solver=solver,
         )  # fmt: skip
         self.lags = lags
 
