@@ -229,9 +229,11 @@ def solve_sklearn(
 ) -> tuple[np.ndarray, int]:  # fmt: skip
     """H with W fixed, as scikit-learn's ``_fit_multiplicative_update(update_H=False)``
     (or HALS sweeps for ``solver='hals'``), with its convergence test every 10."""
-    kw = {"beta": beta, "l1_reg": l1, "l2_reg": l2, "solver": solver}
+    def run(H: np.ndarray, n: int) -> np.ndarray:
+        return update_H(V, W, H, beta=beta, n_iter=n, l1_reg=l1, l2_reg=l2, solver=solver)
+
     if tol <= 0:
-        return update_H(V, W, H, n_iter=max_iter, **kw), max_iter
+        return run(H, max_iter), max_iter
 
     def error(H: np.ndarray) -> float:
         return loss_to_error(beta_divergence(V, W, H, beta), beta)
@@ -240,7 +242,7 @@ def solve_sklearn(
     n_iter = 0
     while n_iter < max_iter:
         n = min(CHECK_EVERY - n_iter % CHECK_EVERY, max_iter - n_iter)
-        H = update_H(V, W, H, n_iter=n, **kw)
+        H = run(H, n)
         n_iter += n
         if n_iter % CHECK_EVERY == 0:
             current = error(H)
