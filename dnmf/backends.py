@@ -195,6 +195,7 @@ class DaskBackend:
         from dask.base import tokenize
 
         self.token = tokenize(V_url, H_url, block_frames, self.n_frames)[:10]
+        self._held: Any = None  # the last step's W on the cluster (see step)
 
     def blocks(self) -> list[tuple[int, int]]:
         return blocks_of(self.n_frames, self.block_frames)
@@ -253,8 +254,8 @@ class DaskBackend:
         self, visits: list[Visit], W: np.ndarray, epoch: int, p: VisitParams, tag: str
     ) -> Stats:
         c = self.client
-        W_f = c.scatter(W, broadcast=True, hash=False)
         key = f"dnmf-{self.token}-{tag}"
+        W_f = c.scatter({f"{key}-W": W}, broadcast=True)[f"{key}-W"]
         home = self._homes()
         leaves = [
             c.submit(
@@ -269,6 +270,11 @@ class DaskBackend:
             lambda x, y: c.submit(add_stats, x, y, key=f"{key}-sum-{next(counter)}", retries=3),
         )
         result: Stats = root.result()
+        # Held until the next step's tasks are in: the scheduler then keeps one task group
+        # (all keys of a run share one) and one span for the whole run, where a group and
+        # a span that emptied between steps would be made anew, and the span kept, at
+        # every step (benchmarks/longrun.py).
+        self._held = W_f
         del W_f, leaves, root
         return result
 

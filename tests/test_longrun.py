@@ -6,6 +6,9 @@ LocalCluster; the soak test (slow) runs many epochs on its own worker processes.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -99,3 +102,107 @@ def test_history_is_bounded() -> None:
     cache.HISTORY = 50
     scan(cache, list(range(200)), 1)
     assert len(cache._asked) == 50
+
+
+# -- the clusters dnmf starts ------------------------------------------------------------------
+def _profiling(dask_worker: Any = None) -> bool:
+    return "profile" in dask_worker.periodic_callbacks  # type: ignore[union-attr]
+
+
+def _scheduler_logs(dask_scheduler: Any = None) -> list[int | None]:
+    s = dask_scheduler
+    streams = [*s.stream_comms.values(), *s.client_comms.values()]
+    return [s.transition_log.maxlen, *(b.recent_message_log.maxlen for b in streams)]
+
+
+def _spans(dask_scheduler: Any = None) -> int:
+    return len(dask_scheduler.extensions["spans"].spans)  # type: ignore[union-attr]
+
+
+def test_local_workers_run_no_profiler_and_keep_short_logs(cluster_client: Any) -> None:
+    from dnmf.cluster import LOG_LENGTH
+
+    assert cluster_client.run(_profiling) and not any(cluster_client.run(_profiling).values())
+    assert set(cluster_client.run_on_scheduler(_scheduler_logs)) == {LOG_LENGTH}
+    assert cluster_client.scheduler_comm.recent_message_log.maxlen == LOG_LENGTH
+
+
+def test_the_profiler_can_be_asked_for() -> None:
+    from dnmf.cluster import connect
+
+    with connect(workers=1, processes=False, profile=True) as client:
+        assert all(client.run(_profiling).values())
+
+
+def synthetic_corpus(path: Path, n_bins: int, n_frames: int, chunk: int, seed: int = 0) -> Path:
+    """A corpus store holding a random low-rank V directly (no audio)."""
+    from dnmf.audio.features import FeatureConfig
+    from dnmf.io.corpus import CorpusStore, FileRecord
+
+    rng = np.random.default_rng(seed)
+    V = (rng.random((n_bins, 4)) @ rng.random((4, n_frames)) + 0.01).astype(np.float32)
+    store = CorpusStore.create(
+        path, FeatureConfig(n_fft=2 * (n_bins - 1), hop_length=16), chunk_frames=chunk,
+        source="synthetic",
+    )  # fmt: skip
+    store.resize_frames(n_frames)
+    store.V[:] = V
+    store.commit([FileRecord("x.wav", "h", 0, n_frames)], n_frames, {"synthetic": True})
+    return path
+
+
+def test_one_span_per_run_however_many_steps(tmp_path: Path, cluster_client: Any) -> None:
+    """The scheduler keeps a span per burst of tasks: a run's steps must share one."""
+    from dnmf.nmf.config import LearnConfig
+    from pipelines.learn import learn_corpus
+
+    corpus = synthetic_corpus(tmp_path / "c.zarr", 17, 500, 100)
+    seen: list[int] = []
+
+    def on_step(p: Any) -> None:
+        seen.append(cluster_client.run_on_scheduler(_spans))
+
+    cfg = LearnConfig(rank=3, epochs=8, tol=0)
+    learn_corpus(corpus, tmp_path / "m.zarr", config=cfg, client=cluster_client, on_step=on_step)
+    assert len(seen) == 8 and seen[-1] == seen[0]
+
+
+# -- soak ------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_soak_many_epochs_on_worker_processes_without_a_restart(tmp_path: Path) -> None:
+    """Hundreds of steps on two worker processes: no worker restarts, nothing on the
+    scheduler or in the client grows with the steps, every epoch's loss is finite."""
+    import gc
+    import os
+
+    from dnmf.cluster import LOG_LENGTH, connect
+    from dnmf.nmf.config import LearnConfig
+    from pipelines.learn import learn_corpus
+
+    corpus = synthetic_corpus(tmp_path / "c.zarr", 129, 8 * 512, 512)
+    epochs = 500
+    seen: dict[int, tuple[int, int, int]] = {}
+    with connect(workers=2) as client:
+        pids = client.run(os.getpid)
+        scheduler = client.cluster.scheduler
+
+        def on_step(p: Any) -> None:
+            if p.epoch_done and p.epoch in (100, epochs - 1):
+                gc.collect()
+                seen[p.epoch] = (len(gc.get_objects()), _spans(scheduler), len(scheduler.tasks))
+
+        cfg = LearnConfig(rank=8, beta=1, epochs=epochs, batch_chunks=4, n_inner=2, tol=0)
+        result = learn_corpus(
+            corpus, tmp_path / "m.zarr", config=cfg, client=client, on_step=on_step
+        )
+        assert client.run(os.getpid) == pids  # the same two processes: none died or restarted
+        assert not any(client.run(_profiling).values())
+        logs = client.run_on_scheduler(_scheduler_logs)
+    assert result.epochs == epochs and np.isfinite(result.losses).all()
+    assert result.losses[-1] < result.losses[0]
+    (o0, s0, t0), (o1, s1, t1) = seen[100], seen[epochs - 1]
+    assert s1 == s0 and t1 == t0  # one span for the run; no task left behind per step
+    # 800 steps later: at most the scheduler's last 100 computations (Dask's bound) and
+    # the fixed-length logs have filled; what grew per step would be thousands of objects.
+    assert o1 - o0 < 1500, (o0, o1)
+    assert set(logs) == {LOG_LENGTH}
