@@ -9,6 +9,7 @@ Dask. The learner's visits (:mod:`dnmf.nmf.visit`) read and write through
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -99,13 +100,15 @@ class BlockCache:
     def reset_stats(self) -> None:
         """Zero the counters of :meth:`stats` (the cached blocks stay)."""
         self.hits = self.misses = self.rejected = self.evicted = 0
+        self.read_seconds = 0.0
 
-    def stats(self) -> dict[str, int]:
-        """Hits, misses, misses not cached (``rejected``), evictions, bytes and blocks held."""
+    def stats(self) -> dict[str, float]:
+        """Hits, misses, misses not cached (``rejected``), evictions, bytes and blocks held,
+        and the seconds spent reading the blocks that missed."""
         return {
             "hits": self.hits, "misses": self.misses, "rejected": self.rejected,
             "evicted": self.evicted, "used": self.used, "budget": self.budget,
-            "blocks": len(self._items),
+            "blocks": len(self._items), "read_seconds": self.read_seconds,
         }  # fmt: skip
 
     def get(self, key: tuple[str, int, int], read: Any) -> np.ndarray:
@@ -122,7 +125,9 @@ class BlockCache:
             self.hits += 1
             return hit
         self.misses += 1
+        t0 = time.perf_counter()
         value = np.ascontiguousarray(read())
+        self.read_seconds += time.perf_counter() - t0
         if value.nbytes > self.budget:
             return value
         interval = None if previous is None else self._tick - previous
