@@ -201,8 +201,8 @@ class DaskBackend:
         return blocks_of(self.n_frames, self.block_frames)
 
     def _homes(self) -> Any:
-        """Block -> ``submit`` options naming the worker it prefers, so that each worker's
-        cache holds its share of V; no options while the scheduler knows no worker.
+        """Block -> the task annotations naming the worker it prefers, so that each worker's
+        cache holds its share of V; none while the scheduler knows no worker.
 
         Contiguous runs of blocks per worker, from the workers present now,
         balanced by frames: a block goes to the worker whose share of the frames
