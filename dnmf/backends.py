@@ -195,13 +195,14 @@ class DaskBackend:
         from dask.base import tokenize
 
         self.token = tokenize(V_url, H_url, block_frames, self.n_frames)[:10]
+        self._held: Any = None  # the last step's W on the cluster (see step)
 
     def blocks(self) -> list[tuple[int, int]]:
         return blocks_of(self.n_frames, self.block_frames)
 
     def _homes(self) -> Any:
-        """Block -> ``submit`` options naming the worker it prefers, so that each worker's
-        cache holds its share of V; no options while the scheduler knows no worker.
+        """Block -> the task annotations naming the worker it prefers, so that each worker's
+        cache holds its share of V; none while the scheduler knows no worker.
 
         Contiguous runs of blocks per worker, from the workers present now,
         balanced by frames: a block goes to the worker whose share of the frames
@@ -252,24 +253,50 @@ class DaskBackend:
     def step(
         self, visits: list[Visit], W: np.ndarray, epoch: int, p: VisitParams, tag: str
     ) -> Stats:
+        """One graph for the step: the visits, each preferring its block's home worker, and
+        the fixed tree of sums; computed at once, and only its root comes back."""
+        from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
         c = self.client
-        W_f = c.scatter(W, broadcast=True, hash=False)
         key = f"dnmf-{self.token}-{tag}"
+        W_f = c.scatter({f"{key}-W": W}, broadcast=True)[f"{key}-W"]
         home = self._homes()
-        leaves = [
-            c.submit(
+        # A layer per home worker: Dask annotates layers, not single tasks of one graph.
+        layers: dict[str, dict[str, Any]] = {}
+        annotations: dict[str, dict[str, Any]] = {}
+        leaves = []
+        for v in visits:
+            where = home(v.block)
+            name = f"{key}-visit-on-{where['workers'][0]}" if where else f"{key}-visit"
+            leaf = f"{key}-visit-{v.block}"
+            layers.setdefault(name, {})[leaf] = (
                 visit_task, self.V_url, self.H_url, v, W_f, epoch, p,
-                key=f"{key}-visit-{v.block}", retries=3, **home(v.block),
-            )
-            for v in visits
-        ]  # fmt: skip
-        counter = iter(range(len(leaves)))
-        root = tree_sum(
-            leaves,
-            lambda x, y: c.submit(add_stats, x, y, key=f"{key}-sum-{next(counter)}", retries=3),
-        )
-        result: Stats = root.result()
-        del W_f, leaves, root
+            )  # fmt: skip
+            annotations[name] = where
+            leaves.append(leaf)
+        sums: dict[str, Any] = {}
+
+        def add(x: str, y: str) -> str:
+            k = f"{key}-sum-{len(sums)}"
+            sums[k] = (add_stats, x, y)
+            return k
+
+        root = tree_sum(leaves, add)
+        graph = {
+            n: MaterializedLayer(d, annotations=annotations[n] or None) for n, d in layers.items()
+        }
+        deps: dict[str, set[str]] = {n: set() for n in layers}
+        if sums:
+            graph[f"{key}-sum"] = MaterializedLayer(sums)
+            deps[f"{key}-sum"] = set(layers)
+        future = c.get(HighLevelGraph(graph, deps), root, sync=False, retries=3)
+        result: Stats = future.result()
+        # Held until the next step's graph is in: the scheduler then keeps one task group
+        # (all keys of a run share one) and one span for the whole run, where a group and
+        # a span that emptied between steps would be made anew, and the span kept, at
+        # every step (benchmarks/longrun.py).
+        self._held = W_f
+        del W_f, future
         return result
 
     def map_blocks(

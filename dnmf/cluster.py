@@ -6,6 +6,10 @@ single-threaded worker processes sized to the machine, listening on
 127.0.0.1 only. Workers run one task at a time and each task pins its BLAS to
 one thread (:func:`one_blas_thread`), so a chunk's arithmetic is the same on
 every worker.
+
+A long run must stay flat (:func:`cluster_config`): the clusters dnmf starts
+keep few debugging messages per stream, so that the client's memory does not
+grow with the steps, and their workers run without Dask's sampling profiler.
 """
 
 from __future__ import annotations
@@ -21,9 +25,21 @@ from dnmf.errors import DnmfUsageError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["check_compute_options", "connect", "default_workers", "one_blas_thread"]
+__all__ = [
+    "check_compute_options",
+    "cluster_config",
+    "connect",
+    "default_workers",
+    "one_blas_thread",
+]
 
 SCHEDULER_ENV = "DNMF_SCHEDULER"
+SPAWN_ENV = "distributed.nanny.pre-spawn-environ"
+PROFILE_KEY = "distributed.worker.profile.enabled"
+LOG_KEY = "distributed.admin.low-level-log-length"
+#: Entries kept by each of Dask's debugging logs (each batched stream's recent
+#: messages, the scheduler's and each worker's transition logs); Dask keeps 1000.
+LOG_LENGTH = 32
 
 
 def default_workers() -> int:
@@ -48,6 +64,7 @@ def connect(
     *,
     processes: bool = True,
     client: Client | None = None,
+    profile: bool = False,
 ) -> Iterator[Client]:
     """A client for the duration of the block.
 
@@ -63,6 +80,9 @@ def connect(
         Local workers in separate processes (the default) or threads.
     client : Client, optional
         Use this client as it is and leave it open.
+    profile : bool
+        Run Dask's sampling profiler in the local workers (off by default; see
+        :func:`cluster_config`).
 
     Examples
     --------
@@ -81,7 +101,9 @@ def connect(
     address = scheduler or (os.environ.get(SCHEDULER_ENV) if workers is None else None) or None
     if address:
         try:
-            remote = Client(address, timeout="20s")
+            # The cluster is someone else's; only this client's own stream log is ours to size.
+            with dask.config.set({LOG_KEY: LOG_LENGTH}):
+                remote = Client(address, timeout="20s")
         except OSError as exc:
             raise DnmfUsageError(
                 f"cannot reach the Dask scheduler at {address!r} ({exc}); check the address "
@@ -94,7 +116,7 @@ def connect(
         return
     logging.getLogger("distributed").setLevel(logging.ERROR)
     with (
-        dask.config.set({SPAWN_ENV: worker_environ()}),
+        dask.config.set(cluster_config(profile=profile)),
         LocalCluster(
             n_workers=workers or default_workers(),
             threads_per_worker=1,
@@ -111,7 +133,24 @@ def connect(
         yield local
 
 
-SPAWN_ENV = "distributed.nanny.pre-spawn-environ"
+def cluster_config(*, profile: bool = False) -> dict[str, Any]:
+    """The Dask settings of the clusters dnmf starts, and of their clients.
+
+    * ``distributed.admin.low-level-log-length`` is :data:`LOG_LENGTH`. Every
+      batched stream (client to scheduler, scheduler to client and to each
+      worker) keeps its last messages for debugging, Dask's default 1000 of
+      them: each holds the pickled tasks of a step, so the client of a
+      LocalCluster (whose scheduler runs in the client's process) grew by
+      about 100 KiB an epoch on a 20-minute corpus until 4000 batches were
+      kept, and by more on a larger corpus (benchmarks/longrun.py).
+    * ``distributed.worker.profile.enabled`` is ``profile`` (default off).
+      The profiler samples every thread's stack 100 times a second through
+      ``sys._current_frames()``; walking another thread's frames while it runs
+      is a known crash of CPython 3.11 (``PyFrame_GetBack``), and a worker died
+      there once in 23 runs. Nothing in dnmf reads the profile.
+    * the worker processes' environment, :func:`worker_environ`.
+    """
+    return {SPAWN_ENV: worker_environ(), PROFILE_KEY: profile, LOG_KEY: LOG_LENGTH}
 
 
 def worker_environ() -> dict[str, Any]:

@@ -9,12 +9,21 @@ Dask. The learner's visits (:mod:`dnmf.nmf.visit`) read and write through
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import numpy as np
 import zarr
 
-__all__ = ["BlockCache", "ZarrBlockIO", "absolute", "block_cache", "create_H_buffers", "open_array"]
+__all__ = [
+    "BlockCache",
+    "ZarrBlockIO",
+    "absolute",
+    "block_cache",
+    "create_H_buffers",
+    "open_array",
+    "set_block_cache",
+]
 
 
 def absolute(url: str) -> str:
@@ -26,7 +35,7 @@ def open_array(url: str, mode: str = "r") -> Any:
 
 
 class BlockCache:
-    """Blocks of V kept in a worker process between epochs, least recently used out first.
+    """Blocks of V kept in a worker process between epochs, within a budget of bytes.
 
     Reading a 1025 x 8192 float32 chunk through Zarr took half as long as the
     chunk's whole update (28 ms against 58 ms); a corpus that fits in the
@@ -35,14 +44,49 @@ class BlockCache:
     arrays are read-only; the budget is ``DNMF_CACHE_MB`` (MiB per worker
     process; 0 turns the cache off), by default a quarter of the machine's
     memory shared among its CPUs.
+
+    When a worker's share is larger than its budget, the visits still read
+    the share in the same cyclic order every epoch, under which a least
+    recently used cache misses every time. The default ``policy="keep"`` is
+    scan-resistant instead: a block that misses takes the place of the least
+    recently used one only if that one looks stale, unused for more than
+    ``STALE`` times the newcomer's own interval between its last two requests
+    (a block never asked for before takes no one's place). Under a cyclic
+    scan every cached block comes back as often as any other, so nothing is
+    stale: the cache keeps a fixed set of blocks and the hit rate is
+    budget / share, where LRU's is zero. Under the random order of minibatch
+    epochs it stays near budget / share too (0.29 against LRU's 0.06 for a
+    share of 3 budgets, simulated). Blocks no longer read (another corpus,
+    another run on the same worker) give way after about ``STALE`` passes over
+    the new ones. ``policy="lru"`` is the plain least-recently-used rule.
+
+    Parameters
+    ----------
+    budget : int
+        Bytes the cache may hold.
+    policy : {"keep", "lru"}
     """
 
-    def __init__(self, budget: int) -> None:
+    #: Keys whose last request is remembered (cached or not), at most.
+    HISTORY = 1 << 16
+    #: A cached block is stale, and may give way, once unused for this many times the
+    #: newcomer's interval between requests (4: the best of 1-8 in simulated cyclic and
+    #: random epochs; larger ones replace old blocks more slowly).
+    STALE = 4
+
+    def __init__(self, budget: int, *, policy: str = "keep") -> None:
         from collections import OrderedDict
 
+        if policy not in ("keep", "lru"):
+            raise ValueError(f"policy={policy!r} is not a cache policy; pass 'keep' or 'lru'")
         self.budget = budget
+        self.policy = policy
         self.used = 0
-        self._items: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+        self._items: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()  # LRU first
+        self._used_at: dict[tuple[str, int, int], int] = {}  # cached key -> tick of last use
+        self._asked: OrderedDict[tuple[str, int, int], int] = OrderedDict()  # key -> last request
+        self._tick = 0
+        self.reset_stats()
 
     @staticmethod
     def default_budget() -> int:
@@ -53,20 +97,71 @@ class BlockCache:
 
         return int(psutil.virtual_memory().total // 4 // max(1, os.cpu_count() or 1))
 
+    def reset_stats(self) -> None:
+        """Zero the counters of :meth:`stats` (the cached blocks stay)."""
+        self.hits = self.misses = self.rejected = self.evicted = 0
+        self.read_seconds = 0.0
+
+    def stats(self) -> dict[str, float]:
+        """Hits, misses, misses not cached (``rejected``), evictions, bytes and blocks held,
+        and the seconds spent reading the blocks that missed."""
+        return {
+            "hits": self.hits, "misses": self.misses, "rejected": self.rejected,
+            "evicted": self.evicted, "used": self.used, "budget": self.budget,
+            "blocks": len(self._items), "read_seconds": self.read_seconds,
+        }  # fmt: skip
+
     def get(self, key: tuple[str, int, int], read: Any) -> np.ndarray:
+        """The block ``key``, cached or from ``read()`` (then cached if the policy lets it)."""
+        self._tick += 1
+        previous = self._asked.pop(key, None)
+        self._asked[key] = self._tick
+        if len(self._asked) > self.HISTORY:
+            self._asked.popitem(last=False)
         hit = self._items.get(key)
         if hit is not None:
             self._items.move_to_end(key)
+            self._used_at[key] = self._tick
+            self.hits += 1
             return hit
+        self.misses += 1
+        t0 = time.perf_counter()
         value = np.ascontiguousarray(read())
-        if value.nbytes <= self.budget:
-            value.setflags(write=False)
-            while self.used + value.nbytes > self.budget:
-                _, old = self._items.popitem(last=False)
-                self.used -= old.nbytes
-            self._items[key] = value
-            self.used += value.nbytes
+        self.read_seconds += time.perf_counter() - t0
+        if value.nbytes > self.budget:
+            return value
+        interval = None if previous is None else self._tick - previous
+        victims = self._victims(value.nbytes, interval)
+        if victims is None:
+            self.rejected += 1
+            return value
+        for old in victims:
+            self.used -= self._items.pop(old).nbytes
+            del self._used_at[old]
+        self.evicted += len(victims)
+        value.setflags(write=False)
+        self._items[key] = value
+        self._used_at[key] = self._tick
+        self.used += value.nbytes
         return value
+
+    def _victims(self, nbytes: int, interval: int | None) -> list[tuple[str, int, int]] | None:
+        """The cached keys to drop for ``nbytes`` more, least recently used first; None: keep all.
+
+        ``interval`` is the newcomer's ticks since its last request (None: never asked for).
+        """
+        need = self.used + nbytes - self.budget
+        out: list[tuple[str, int, int]] = []
+        for old, value in self._items.items():
+            if need <= 0:
+                break
+            if self.policy == "keep" and (
+                interval is None or self._tick - self._used_at[old] <= self.STALE * interval
+            ):
+                return None  # not stale: what is cached stays
+            out.append(old)
+            need -= value.nbytes
+        return out
 
 
 CACHE_ENV = "DNMF_CACHE_MB"
@@ -79,6 +174,12 @@ def block_cache() -> BlockCache:
     if _cache is None:
         _cache = BlockCache(BlockCache.default_budget())
     return _cache
+
+
+def set_block_cache(cache: BlockCache | None) -> None:
+    """Replace this process's cache (None: a default one on next use); for tests and benchmarks."""
+    global _cache
+    _cache = cache
 
 
 class ZarrBlockIO:
