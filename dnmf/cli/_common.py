@@ -43,6 +43,13 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One sentence for an OSError on a path: the path, the reason, the fix."""
+    reason = (exc.strerror or type(exc).__name__).lower()
+    path = exc.filename if exc.filename2 is None else f"{exc.filename}' -> '{exc.filename2}"
+    return f"cannot use '{path}': {reason}; check the path and its permissions"
+
+
 def handle_errors(fn: F) -> F:
     """Turn a :class:`DnmfError` into one sentence on stderr and its exit code, no traceback."""
 
@@ -52,6 +59,11 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except DnmfError as exc:
             raise fail(str(exc), exc.exit_code) from None
+        except OSError as exc:
+            # A path that could not be read or written where no check caught it first.
+            if exc.filename is None:
+                raise
+            raise fail(describe_os_error(exc), 2) from None
         except KeyboardInterrupt:
             raise fail(
                 "interrupted; what was committed is kept, run the command again", 1

@@ -37,10 +37,12 @@ def demo_command(
     """
     from dnmf.cluster import connect
     from dnmf.demo import make_corpus
+    from dnmf.io.paths import check_output
     from dnmf.nmf.config import LearnConfig
     from pipelines.ingest import ingest
     from pipelines.learn import learn_corpus
 
+    check_output(folder, option="--folder", what="demo folder")
     audio = folder / "audio"
     if not audio.exists():
         make_corpus(audio, n_files=n_files, seconds=seconds)

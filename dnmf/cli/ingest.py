@@ -64,7 +64,10 @@ def ingest_command(
         dnmf ingest recordings/ --scheduler tcp://10.0.0.5:8786
     """
     from dnmf.audio.features import FeatureConfig
-    from pipelines.ingest import ingest
+    from dnmf.io.paths import check_output
+    from pipelines.ingest import default_store, ingest
+
+    check_output(output if output is not None else default_store(corpus_dir), what="corpus store")
 
     cfg = FeatureConfig.from_options(
         sr=sr, n_fft=n_fft, hop_length=hop_length, features=features, n_mels=n_mels, power=power

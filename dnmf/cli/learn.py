@@ -143,6 +143,7 @@ def _run(
 ) -> None:  # fmt: skip
     from pipelines.learn import learn_corpus
 
+    _check_outputs(input_path, output)
     result = learn_corpus(
         input_path, output, config=cfg, W_init=W_init, resume=resume, overwrite=overwrite,
         workers=workers, scheduler=scheduler, progress=not quiet,
@@ -153,6 +154,17 @@ def _run(
         _print_summary(result)
     if result.ingest is not None and result.ingest.get("skipped"):
         raise typer.Exit(3)
+
+
+def _check_outputs(input_path: Path, output: Path | None) -> None:
+    """The stores learn will write (the corpus too when INPUT is an audio folder), checked."""
+    from dnmf.io.paths import check_output
+    from pipelines.ingest import default_store
+
+    corpus = input_path
+    if not (input_path / "zarr.json").exists() and input_path.is_dir():
+        corpus = check_output(default_store(input_path), what="corpus store")
+    check_output(output if output is not None else corpus.parent / "model.zarr", what="model store")
 
 
 def _print_summary(result: Any) -> None:

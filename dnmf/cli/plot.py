@@ -29,7 +29,10 @@ def plot_command(
 
         dnmf plot recordings.dnmf/activations.zarr --file album/track01.flac -o plots/
     """
+    from dnmf.io.paths import check_output
     from dnmf.plot import plot_store
+
+    check_output(output, what="folder for the PNGs")
 
     paths = plot_store(store, output, file=file)
     if json_out:

@@ -72,8 +72,11 @@ def separate_command(
 
         dnmf separate model.zarr mix.flac -o parts/ --group voice=2,7 --alpha 2 --json
     """
+    from dnmf.io.paths import check_output
     from dnmf.separate import parse_components, parse_groups, separate, sources_for
     from dnmf.transform import load_dictionary
+
+    check_output(output, what="folder for the WAVs")
 
     d = load_dictionary(model)
     groups = parse_groups(group) if group else None

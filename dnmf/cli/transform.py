@@ -57,7 +57,10 @@ def transform_command(
 
         dnmf transform model.zarr take.wav --overwrite --json
     """
+    from dnmf.io.paths import check_output
     from dnmf.transform import transform_files
+
+    check_output(output, what="activations store")
 
     result = transform_files(
         model, audio, output, n_iter=n_iter, tol=tol, overwrite=overwrite, progress=not quiet
