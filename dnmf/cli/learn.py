@@ -35,7 +35,8 @@ def learn_command(
     beta: Annotated[
         str,
         typer.Option(
-            help="Divergence: itakura-saito (0), kullback-leibler (1), frobenius (2) or any number."
+            help="Divergence: itakura-saito (0), kullback-leibler (1), frobenius (2) or a "
+            "number from -2 to 5."
         ),
     ] = "kullback-leibler",
     epochs: Annotated[int, typer.Option(help="Maximum passes over the corpus.")] = 50,

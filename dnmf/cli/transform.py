@@ -65,10 +65,39 @@ def transform_command(
     result = transform_files(
         model, audio, output, n_iter=n_iter, tol=tol, overwrite=overwrite, progress=not quiet
     )
+    note = resampled_note(result.files, result.sr)
+    if note:
+        typer.echo(note, err=True)
     if json_out:
         print_json(result.as_dict())
     elif not quiet:
         _print_summary(result)
+
+
+def resampled_note(files: list[dict[str, Any]], sr: int) -> str | None:
+    """One line naming the files whose sample rate is not the model's, or None.
+
+    Examples
+    --------
+    >>> resampled_note([{"file": "a.wav", "samplerate": 8000}], 22050)[:25]
+    'note: a.wav is at 8000 Hz'
+    """
+    other = [f for f in files if f["samplerate"] != sr]
+    if not other:
+        return None
+
+    def one(f: dict[str, Any]) -> str:
+        rate = int(f["samplerate"])
+        empty = f", nothing above {rate // 2} Hz" if rate < sr else ""
+        return f"{f['file']} ({rate} Hz{empty})"
+
+    if len(other) == 1:
+        f = other[0]
+        rate = int(f["samplerate"])
+        tail = f" and holds nothing above {rate // 2} Hz" if rate < sr else ""
+        return f"note: {f['file']} is at {rate} Hz, not the model's {sr} Hz; it was resampled{tail}"
+    shown = ", ".join(one(f) for f in other[:5]) + (" ..." if len(other) > 5 else "")
+    return f"note: {len(other)} files are not at the model's {sr} Hz and were resampled: {shown}"
 
 
 def _print_summary(result: Any) -> None:
