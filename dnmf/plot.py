@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from dnmf.errors import DnmfError, DnmfUsageError
+from dnmf.words import count
 
 __all__ = ["plot_store"]
 
@@ -85,7 +86,14 @@ def plot_store(
 
     if (acts_path / "zarr.json").exists() and (file is not None or kind == "activations"):
         acts = api.open_activations(acts_path)
-        name = file if file is not None else str(acts.file.values[0])
+        files = [str(f) for f in acts.file.values]
+        name = file if file is not None else files[0]
+        if name not in files:
+            shown = ", ".join(repr(f) for f in files[:3]) + (", ..." if len(files) > 3 else "")
+            raise DnmfUsageError(
+                f"--file {name!r} is not a file of {str(acts_path)!r}; pass one of its "
+                f"{count(len(files), 'file')} ({shown}), as a path relative to the corpus folder"
+            )
         one = acts.dnmf.file(name)
         H = one.H.values
         fig, ax = plt.subplots(figsize=(10, 4))

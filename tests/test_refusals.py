@@ -46,7 +46,7 @@ def test_overflowing_beta_on_the_command_line(tmp_path) -> None:  # type: ignore
     result = run("learn", store, "--rank", "2", "--beta", "1e9", "-o", tmp_path / "m.zarr")
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines() == [
-        "dnmf: error: beta=1e+09 is outside [-2, 5], where the updates' float32 powers of the "
+        "dnmf: error: --beta 1e+09 is outside [-2, 5], where the updates' float32 powers of the "
         "model spectrogram (Λ^(β-2), Λ^β) would overflow to inf; pass a beta from -2 to 5"
     ]
     assert not (tmp_path / "m.zarr").exists()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import typer
 
 from dnmf.cli import demo, export, info, ingest, learn, plot, run, separate, transform
+from dnmf.cli._common import hide_flag_types
+
+hide_flag_types()
 
 app = typer.Typer(
     name="dnmf",

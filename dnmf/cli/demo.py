@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dnmf.cli._common import JsonOpt, QuietOpt, WorkersOpt, handle_errors, print_json
+from dnmf.words import count
 
 
 @handle_errors
@@ -65,7 +66,7 @@ def demo_command(
         print_json(summary)
     elif not quiet:
         typer.echo(
-            f"corpus store {ingested.store}: {ingested.files} files; ingested "
+            f"corpus store {ingested.store}: {count(ingested.files, 'file')}; ingested "
             f"{len(ingested.added)} now ({ingested.seconds_added:.0f} s of audio)"
         )
         if learned is not None:

@@ -9,6 +9,8 @@ import typer
 
 from dnmf.cli import _learn_options as opts
 from dnmf.cli._common import JsonOpt, QuietOpt, SchedulerOpt, WorkersOpt, handle_errors, print_json
+from dnmf.errors import DnmfUsageError
+from dnmf.words import count
 
 
 @handle_errors
@@ -124,6 +126,8 @@ def learn_command(
 
         dnmf learn corpus.zarr --lags 12 --init drums --drums samples/ --rank 5
     """
+    if norm.strip().lower() not in ("l2", "max", "none"):
+        raise DnmfUsageError(f"--norm {norm!r} is not a normalisation; pass l2, max or none")
     cfg, W_init = opts.learn_config(
         rank=rank, init=init, fixed=opts.parse_fixed(fixed_components), lags=lags,
         pitches=pitches, pitch_tol=pitch_tol, harmonics=harmonics, drums=drums,
@@ -152,7 +156,7 @@ def _run(
     if json_out:
         print_json(result.as_dict())
     elif not quiet:
-        _print_summary(result)
+        _print_summary(result, cfg.epochs)
     if result.ingest is not None and result.ingest.get("skipped"):
         raise typer.Exit(3)
 
@@ -168,11 +172,16 @@ def _check_outputs(input_path: Path, output: Path | None) -> None:
     check_output(output if output is not None else corpus.parent / "model.zarr", what="model store")
 
 
-def _print_summary(result: Any) -> None:
-    state = "converged" if result.converged else "stopped"
+def _print_summary(result: Any, max_epochs: int) -> None:
+    if result.converged:
+        state = "converged"
+    elif result.epochs >= max_epochs:
+        state = "epoch limit reached, not converged"
+    else:
+        state = "stopped before converging"
     loss = f"{result.loss:.6g}" if result.loss is not None else "-"
     typer.echo(
         f"learned {result.model}: {result.epochs} epochs ({state}), loss {loss}, "
-        f"{result.wall_seconds:.1f} s on {result.workers} workers"
+        f"{result.wall_seconds:.1f} s on {count(result.workers, 'worker')}"
     )
     typer.echo(f"look inside: dnmf info {result.model}")

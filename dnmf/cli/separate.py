@@ -9,6 +9,7 @@ import typer
 
 from dnmf.cli._common import JsonOpt, QuietOpt, handle_errors, print_json
 from dnmf.cli.transform import IterOpt, TolOpt
+from dnmf.words import count
 
 
 @handle_errors
@@ -102,6 +103,6 @@ def separate_command(
             }
         )
     elif not quiet:
-        typer.echo(f"wrote {len(paths)} files to {output}:")
+        typer.echo(f"wrote {count(len(paths), 'file')} to {output}:")
         for (name, members), path in zip(sources.items(), paths, strict=True):
             typer.echo(f"  {path.name}  ({name}: components {','.join(map(str, members))})")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from dnmf.cli._common import JsonOpt, QuietOpt, handle_errors, print_json
+from dnmf.words import count
 
 IterOpt = Annotated[
     int, typer.Option("--iter", help="Most multiplicative updates of H per block of frames.")
@@ -103,7 +104,7 @@ def resampled_note(files: list[dict[str, Any]], sr: int) -> str | None:
 def _print_summary(result: Any) -> None:
     seconds = sum(f["duration"] for f in result.files)
     typer.echo(
-        f"transformed {len(result.files)} files ({seconds / 3600:.3f} h of audio, "
+        f"transformed {count(len(result.files), 'file')} ({seconds / 3600:.3f} h of audio, "
         f"{result.n_frames} frames) into {result.store} in {result.wall_seconds:.1f} s"
     )
     typer.echo(f"load it: xarray.open_zarr({result.store!r})")

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from dnmf.errors import OutputPathError
+from dnmf.words import with_article
 
 __all__ = ["check_output"]
 
@@ -50,8 +51,8 @@ def check_output(path: str | os.PathLike[str], *, option: str = "--output", what
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise OutputPathError(
-            f"{option} {str(p)!r} is an existing file, not a {what}; pass a path that is a "
-            "folder or does not exist yet"
+            f"{option} {str(p)!r} is an existing file, not {with_article(what)}; pass a path "
+            "that is a folder or does not exist yet"
         )
     existing = p
     while not existing.exists() and existing.parent != existing:

@@ -20,6 +20,7 @@ import zarr
 
 from dnmf._version import __version__
 from dnmf.errors import DnmfPathError, StoreDamagedError, StoreFormatError
+from dnmf.words import with_article
 
 __all__ = [
     "FORMAT_VERSION",
@@ -80,11 +81,12 @@ def read_meta(group: zarr.Group, kind: str, path: StorePath) -> dict[str, Any]:
     if not isinstance(meta, dict) or "kind" not in meta:
         raise StoreFormatError(
             f"{str(path)!r} is a Zarr store but not a dnmf store; pass the store that "
-            f"dnmf wrote for a {kind}"
+            f"dnmf wrote for {with_article(kind)}"
         )
     if meta["kind"] != kind:
         raise StoreFormatError(
-            f"{str(path)!r} is a dnmf {meta['kind']} store, not a {kind} store; pass a {kind} store"
+            f"{str(path)!r} is a dnmf {meta['kind']} store, not {with_article(kind)} store; pass "
+            f"{with_article(kind)} store"
         )
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
