@@ -32,4 +32,7 @@ app.command("demo")(demo.demo_command)
 
 def main() -> None:
     """Entry point of the ``dnmf`` console script."""
+    from dnmf.cli._interrupt import set_argv
+
+    set_argv()  # so that Ctrl-C can name the command as typed
     app()

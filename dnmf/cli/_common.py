@@ -86,14 +86,27 @@ INTERNAL_NAMES = {
 
 
 @functools.cache
-def _options_of(fn: Callable[..., Any]) -> dict[str, str]:
-    """``{python name: '--long-option'}`` for each option of a typer command function."""
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
     try:
-        hints = typing.get_type_hints(fn, include_extras=True)
+        return typing.get_type_hints(getattr(fn, "__wrapped__", fn), include_extras=True)
     except Exception:  # an annotation that does not resolve: name nothing
         return {}
+
+
+def arguments_of(fn: Callable[..., Any]) -> list[str]:
+    """The python names of a typer command function's positional arguments, in order."""
+    return [
+        name
+        for name, hint in _hints(fn).items()
+        if any(type(i).__name__ == "ArgumentInfo" for i in getattr(hint, "__metadata__", ()))
+    ]
+
+
+@functools.cache
+def options_of(fn: Callable[..., Any]) -> dict[str, str]:
+    """``{python name: '--long-option'}`` for each option of a typer command function."""
     out: dict[str, str] = {}
-    for name, hint in hints.items():
+    for name, hint in _hints(fn).items():
         for info in getattr(hint, "__metadata__", ()):
             if type(info).__name__ != "OptionInfo":
                 continue
@@ -115,7 +128,7 @@ def name_options(message: str, fn: Callable[..., Any]) -> str:
     >>> name_options("n_inner=0 is invalid: input should be greater than 0", cmd)
     '--inner 0 is invalid: input should be greater than 0'
     """
-    options = _options_of(getattr(fn, "__wrapped__", fn))
+    options = options_of(fn)
     names = {**{k: v for k, v in INTERNAL_NAMES.items() if v in options}, **{k: k for k in options}}
     for internal, param in sorted(names.items(), key=lambda kv: -len(kv[0])):
         option = options[param]
@@ -135,10 +148,18 @@ def describe_os_error(exc: OSError) -> str:
 def handle_errors(fn: F) -> F:
     """Turn a :class:`DnmfError` into one sentence on stderr and its exit code, no traceback."""
 
+    from dnmf.cli._interrupt import (
+        EXIT_INTERRUPTED,
+        command_line,
+        ignore_sigint_in_workers,
+        interrupted_message,
+    )
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with ignore_sigint_in_workers():
+                return fn(*args, **kwargs)
         except DnmfUsageError as exc:
             raise fail(name_options(str(exc), fn), exc.exit_code) from None
         except DnmfError as exc:
@@ -149,9 +170,15 @@ def handle_errors(fn: F) -> F:
                 raise
             raise fail(describe_os_error(exc), 2) from None
         except KeyboardInterrupt:
-            raise fail(
-                "interrupted; what was committed is kept, run the command again", 1
-            ) from None
+            # How to go on: the command as typed, changed by the command's own rule
+            # (``learn``: add --resume once a checkpoint is on disk).
+            how = getattr(wrapper, "resume", None)
+            try:
+                change = how(kwargs) if how is not None else None
+            except Exception:
+                change = None
+            typer.echo(interrupted_message(command_line(fn, kwargs), change), err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -161,6 +161,26 @@ def _run(
         raise typer.Exit(3)
 
 
+def _resume(kwargs: dict[str, Any]) -> tuple[list[str], list[str]] | None:
+    """After Ctrl-C: --resume once the model store holds a checkpoint, else start over."""
+    from dnmf.io.model import ModelStore
+    from pipelines.ingest import default_store
+
+    input_path, output = Path(kwargs["input_path"]), kwargs.get("output")
+    corpus = input_path
+    if not (input_path / "zarr.json").exists() and input_path.is_dir():
+        corpus = default_store(input_path)
+    model = Path(output) if output is not None else corpus.parent / "model.zarr"
+    if not (model / "zarr.json").exists():
+        return None
+    if ModelStore.open(model).meta.get("checkpoint"):
+        return (["--resume"], ["--overwrite"])
+    return (["--overwrite"], ["--resume"])
+
+
+learn_command.resume = _resume  # type: ignore[attr-defined]
+
+
 def _check_outputs(input_path: Path, output: Path | None) -> None:
     """The stores learn will write (the corpus too when INPUT is an audio folder), checked."""
     from dnmf.io.paths import check_output

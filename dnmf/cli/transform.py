@@ -75,6 +75,14 @@ def transform_command(
         _print_summary(result)
 
 
+def _resume(kwargs: dict[str, Any]) -> tuple[list[str], list[str]] | None:
+    """After Ctrl-C: the unfinished store is replaced, so --overwrite."""
+    return (["--overwrite"], []) if Path(kwargs["output"]).exists() else None
+
+
+transform_command.resume = _resume  # type: ignore[attr-defined]
+
+
 def resampled_note(files: list[dict[str, Any]], sr: int) -> str | None:
     """One line naming the files whose sample rate is not the model's, or None.
 
