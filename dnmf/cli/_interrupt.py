@@ -137,7 +137,7 @@ def _silence_and_interrupt(signum: int, frame: Any) -> None:
         again.daemon = True
         again.start()
         return
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)  # none at all
     raise KeyboardInterrupt
 
 
