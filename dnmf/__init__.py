@@ -9,9 +9,13 @@ Dask cluster; activations
 
 from __future__ import annotations
 
-from dnmf._version import __version__
-from dnmf.audio.features import FeatureConfig
-from dnmf.errors import DnmfError, DnmfUsageError, DnmfWarning
+from dnmf._numba_cache import configure as _configure_numba_cache
+
+_configure_numba_cache()  # before anything imports numba: its cache stays out of the package
+
+from dnmf._version import __version__  # noqa: E402
+from dnmf.audio.features import FeatureConfig  # noqa: E402
+from dnmf.errors import DnmfError, DnmfUsageError, DnmfWarning  # noqa: E402
 
 __all__ = [
     "NMF",

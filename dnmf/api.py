@@ -17,14 +17,17 @@ from typing import Any
 import xarray as xr
 
 from dnmf.errors import DnmfUsageError, StoreFormatError
-from dnmf.io.store import open_group, read_meta
+from dnmf.io.store import damaged, open_group, read_meta
 
 __all__ = ["file_frames", "open_activations", "open_corpus", "open_model"]
 
 
 def _open(path: str | os.PathLike[str], kind: str) -> xr.Dataset:
-    read_meta(open_group(path), kind, path)  # a clear error for the wrong store
-    return xr.open_zarr(str(path), consolidated=True)
+    read_meta(open_group(path), kind, path)  # a clear error for the wrong or a damaged store
+    try:
+        return xr.open_zarr(str(path), consolidated=True)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:  # its consolidated copy
+        raise damaged(path, exc) from None
 
 
 def open_corpus(path: str | os.PathLike[str]) -> xr.Dataset:

@@ -42,6 +42,16 @@ class StoreFormatError(DnmfError, ValueError):
     exit_code = EXIT_USAGE
 
 
+class StoreDamagedError(StoreFormatError):
+    """A store's metadata cannot be read (a corrupt or truncated ``zarr.json``, a missing array)."""
+
+
+class OutputPathError(DnmfError, OSError):
+    """An output path is an existing file, lies under a file, or cannot be written."""
+
+    exit_code = EXIT_USAGE
+
+
 class StoreMismatchError(DnmfError, ValueError):
     """A store was written with other settings than the ones asked for."""
 

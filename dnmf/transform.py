@@ -286,6 +286,7 @@ class TransformResult:
     model: str
     files: list[dict[str, Any]] = field(default_factory=list)
     n_frames: int = 0
+    sr: int = 0  # the model's sample rate, to which every file was resampled
     loss: float = 0.0
     wall_seconds: float = 0.0
 
@@ -445,7 +446,7 @@ def transform_files(
     }
     write_meta(g, meta)
 
-    result = TransformResult(store=str(store), model=d.path)
+    result = TransformResult(store=str(store), model=d.path, sr=d.features.sr)
     rows: list[dict[str, Any]] = []
     with reporter("transform", len(names), enabled=progress, fields="files") as bar:
         for row, (name, one) in enumerate(zip(names, opened, strict=True)):

@@ -231,6 +231,11 @@ def load_config(
     8
     """
     p = Path(path)
+    if p.is_dir():
+        raise DnmfPathError(
+            f"config {str(path)!r} is a folder, not a config file; pass a YAML file such as "
+            "configs/demo.yaml"
+        )
     if not p.is_file():
         raise DnmfPathError(f"config {str(path)!r} does not exist; pass a YAML config file")
     try:
@@ -251,7 +256,24 @@ def load_config(
             f"config {str(path)!r} holds a {type(raw).__name__}, not a mapping of keys; "
             f"start it with keys such as 'store:' and 'learn:'"
         )
-    return parse_config(apply_overrides(raw, overrides), source=str(path))
+    try:
+        return parse_config(apply_overrides(raw, overrides), source=str(path))
+    except ConfigError as exc:  # a key that --set gave is the --set's mistake, not the file's
+        culprit = _override_at(exc.key, overrides)
+        if culprit is None:
+            raise
+        raise ConfigError(f"--set {culprit!r}", exc.key, exc.sentence) from None
+
+
+def _override_at(key: str | None, overrides: list[str] | tuple[str, ...]) -> str | None:
+    """The last ``--set`` that set ``key`` (or a section above or a key below it), if any."""
+    if not key:
+        return None
+    for item in reversed(overrides):
+        name = item.partition("=")[0].strip()
+        if key == name or key.startswith(name + ".") or name.startswith(key + "."):
+            return item
+    return None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -284,12 +306,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     return out
 
 
+class ConfigError(DnmfUsageError):
+    """A config value is wrong: ``"SOURCE: SENTENCE"``, SOURCE the file or the ``--set``."""
+
+    def __init__(self, source: str, key: str, sentence: str) -> None:
+        super().__init__(f"{source}: {sentence}")
+        self.key = key
+        self.sentence = sentence
+
+
 def parse_config(raw: dict[str, Any], *, source: str = "config") -> PipelineConfig:
     """Validate a config mapping; errors become one sentence naming the key and what is allowed."""
     try:
         return PipelineConfig(**raw)
     except ValidationError as exc:
-        raise DnmfUsageError(f"{source}: {describe(exc)}") from None
+        raise ConfigError(source, _error_key(exc), describe(exc)) from None
     except TypeError as exc:  # keys that are not strings
         raise DnmfUsageError(f"{source}: {exc}; config keys must be names") from None
 
@@ -316,11 +347,20 @@ def _keys_of(model: type[BaseModel]) -> str:
     return ", ".join(model.model_fields)
 
 
-def describe(exc: ValidationError) -> str:
-    """One sentence for the first error: the key, the value, and what is allowed."""
+def _first_error(exc: ValidationError) -> Any:
     errors = exc.errors()
     # A misspelt key also leaves the right one missing: name the misspelling first.
-    err = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
+    return next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
+
+
+def _error_key(exc: ValidationError) -> str:
+    """The dotted key of the error :func:`describe` names."""
+    return ".".join(str(p) for p in _first_error(exc).get("loc", ()))
+
+
+def describe(exc: ValidationError) -> str:
+    """One sentence for the first error: the key, the value, and what is allowed."""
+    err = _first_error(exc)
     loc = tuple(err.get("loc", ()))
     key = ".".join(str(p) for p in loc)
     kind = err.get("type", "")
@@ -347,4 +387,6 @@ def describe(exc: ValidationError) -> str:
         if text.startswith(f"{loc[-1]}="):  # "beta='x' is ..." -> "learn.beta='x' is ..."
             return f"{key}{text[len(str(loc[-1])) :]}"
         return f"{key}: {text}"
+    if loc and loc[-1] == "norm" and kind == "literal_error":
+        return f"{key}={value!r} is not a normalisation; use l2, max or none"
     return f"{key}={value!r} is invalid: {msg[0].lower()}{msg[1:]}"

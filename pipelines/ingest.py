@@ -367,8 +367,13 @@ def ingest(
             n_frames = 0
             if not p.error:
                 n_out = n_output_samples(p.n_samples, p.samplerate, features.sr)
-                n_frames = n_frames_for(n_out, features)
-            short = f"shorter than one frame (n_fft={features.n_fft})"
+                # Fewer samples than one window are mostly the padding of a centred
+                # frame, not audio: skipped, not one or two frames of zeros.
+                n_frames = n_frames_for(n_out, features) if n_out >= features.n_fft else 0
+            short = (
+                f"shorter than one frame ({p.n_samples} samples at {p.samplerate} Hz; one "
+                f"frame is n_fft={features.n_fft} samples at sr={features.sr})"
+            )
             error = p.error or ("" if n_frames else short)
             if error:
                 r.status, r.error, r.n_frames, r.n_samples, r.duration = (

@@ -68,10 +68,10 @@ def test_skipped_files_exit_3_and_are_listed(tmp_path: Path, on_cluster: str) ->
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--sr", "0"], ["sr=0"]),
-        (["--features", "cqt"], ["features='cqt'", "stft"]),
-        (["--hop-length", "4096"], ["hop_length=4096", "n_fft=2048"]),
-        (["--chunk-frames", "0"], ["chunk_frames=0"]),
+        (["--sr", "0"], ["--sr 0"]),
+        (["--features", "cqt"], ["--features 'cqt'", "stft"]),
+        (["--hop-length", "4096"], ["--hop-length 4096", "--n-fft 2048"]),
+        (["--chunk-frames", "0"], ["--chunk-frames 0"]),
         (["--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], ["not both"]),
     ],
 )
@@ -156,14 +156,14 @@ def test_learn_from_an_audio_folder_json_and_info(
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--rank", "0"], ["rank=0"]),
-        (["--rank", "4", "--beta", "hellinger"], ["beta='hellinger'"]),
-        (["--rank", "4", "--norm", "l3"], ["norm='l3'"]),
-        (["--rank", "4", "--l1-ratio", "2"], ["l1_ratio=2.0"]),
+        (["--rank", "0"], ["--rank 0"]),
+        (["--rank", "4", "--beta", "hellinger"], ["--beta 'hellinger'"]),
+        (["--rank", "4", "--norm", "l3"], ["--norm 'l3'", "l2, max or none"]),
+        (["--rank", "4", "--l1-ratio", "2"], ["--l1-ratio 2.0"]),
         (["--rank", "4", "--init", "nowhere.zarr"], ["--init 'nowhere.zarr'"]),
         (["--rank", "4", "--fixed-components", "a,b"], ["--fixed-components 'a,b'"]),
         (["--rank", "4", "--fixed-components", "1"], ["fixed components need a given or informed"]),
-        (["--rank", "5000"], ["rank=5000 is larger than the data allows"]),
+        (["--rank", "5000"], ["--rank 5000 is larger than the data allows"]),
         (["--rank", "4", "--solver", "hals"], ["solver='hals' is for beta=2"]),
         (["--rank", "4", "--solver", "als"], ["solver='als'"]),
     ],

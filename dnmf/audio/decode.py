@@ -6,11 +6,17 @@ so a three-hour recording never sits in memory whole.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -168,8 +174,10 @@ def decoder(path: str | os.PathLike[str]):  # type: ignore[no-untyped-def]
     """
     import soundfile as sf
 
+    quiet = _mpg123_quiet if Path(path).suffix.lower() == ".mp3" else contextlib.nullcontext
+
     def decode(start: int, stop: int) -> np.ndarray:
-        with sf.SoundFile(str(path)) as fh:
+        with quiet(), sf.SoundFile(str(path)) as fh:
             fh.seek(start)
             y = fh.read(stop - start, dtype="float32", always_2d=True)
         if len(y) != stop - start:
@@ -180,6 +188,52 @@ def decoder(path: str | os.PathLike[str]):  # type: ignore[no-untyped-def]
         return to_mono(y)
 
     return decode
+
+
+#: What libmpg123 (inside libsndfile) prints on stderr after a seek into an MP3, where
+#: the first frame's bit reservoir lies before the seek point; the decode goes on.
+_MPG123_LINE = re.compile(rb"^\[src/libmpg123/[^\]]*\] (error|warning|note): ")
+_stderr_lock = threading.Lock()
+_stderr_users = 0
+_stderr_saved: int | None = None
+_stderr_capture: Any = None
+
+
+@contextlib.contextmanager
+def _mpg123_quiet() -> Iterator[None]:
+    """Drop libmpg123's own stderr lines (C code, so below ``sys.stderr``) while decoding.
+
+    File descriptor 2 points at a temporary file while any thread decodes an MP3;
+    when the last one is done, it is restored and whatever else was written
+    meanwhile (a worker's log lines) is passed on, only libmpg123's lines dropped.
+    """
+    global _stderr_users, _stderr_saved, _stderr_capture
+    with _stderr_lock:
+        if _stderr_users == 0:
+            try:
+                sys.stderr.flush()
+                capture = tempfile.TemporaryFile()
+                saved = os.dup(2)
+                os.dup2(capture.fileno(), 2)
+                _stderr_saved, _stderr_capture = saved, capture
+            except OSError:  # no fd 2 to redirect: decode as it is
+                _stderr_saved = None
+        _stderr_users += 1
+    try:
+        yield
+    finally:
+        with _stderr_lock:
+            _stderr_users -= 1
+            if _stderr_users == 0 and _stderr_saved is not None:
+                os.dup2(_stderr_saved, 2)
+                os.close(_stderr_saved)
+                _stderr_capture.seek(0)
+                lines = _stderr_capture.read().splitlines(keepends=True)
+                _stderr_capture.close()
+                _stderr_saved = _stderr_capture = None
+                kept = b"".join(line for line in lines if not _MPG123_LINE.match(line))
+                if kept:
+                    os.write(2, kept)
 
 
 def to_mono(y: np.ndarray) -> np.ndarray:

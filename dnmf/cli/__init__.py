@@ -5,6 +5,9 @@ from __future__ import annotations
 import typer
 
 from dnmf.cli import demo, export, info, ingest, learn, plot, run, separate, transform
+from dnmf.cli._common import hide_flag_types
+
+hide_flag_types()
 
 app = typer.Typer(
     name="dnmf",
@@ -29,4 +32,7 @@ app.command("demo")(demo.demo_command)
 
 def main() -> None:
     """Entry point of the ``dnmf`` console script."""
+    from dnmf.cli._interrupt import set_argv
+
+    set_argv()  # so that Ctrl-C can name the command as typed
     app()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
+import typing
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from dnmf.errors import DnmfError
+from dnmf.errors import DnmfError, DnmfUsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,25 +39,146 @@ JsonOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary text.")]
 
 
+def hide_flag_types() -> None:
+    """Show no ``<bool>`` beside on/off flags in ``--help``: they take no value.
+
+    typer's rich help prints every option's type, flags included, which reads as
+    if ``--json true`` were the way to write them (it is refused). A flag's type
+    column is left empty instead; every other option keeps its ``<int>``, ``<path>``.
+    """
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "dnmf_hides_flags", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False) and self.metavar is None:
+            return None
+        return shown(self, ctx)
+
+    display_type_rich.dnmf_hides_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
 def fail(message: str, code: int) -> typer.Exit:
     """Print ``dnmf: error: message`` on stderr and return the exit to raise."""
     typer.echo(f"dnmf: error: {message}", err=True)
     return typer.Exit(code)
 
 
+#: Names the library uses for what a command's option sets (config fields, arguments),
+#: mapped to the command's parameter: ``n_inner=0`` is ``--inner 0`` on the command line.
+INTERNAL_NAMES = {
+    "n_inner": "inner",
+    "alpha_W": "alpha_w",
+    "alpha_H": "alpha_h",
+    "fix_W": "fix_w",
+    "fix_H": "fix_h",
+    "sparsity_weight": "sparsity",
+    "uncorr_weight": "uncorr",
+    "n_harmonics": "harmonics",
+    "pitch_tol_up": "pitch_tol",
+    "pitch_tol_down": "pitch_tol",
+    "iter": "n_iter",
+    "scores": "init_scores",
+}
+
+
+@functools.cache
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(getattr(fn, "__wrapped__", fn), include_extras=True)
+    except Exception:  # an annotation that does not resolve: name nothing
+        return {}
+
+
+def arguments_of(fn: Callable[..., Any]) -> list[str]:
+    """The python names of a typer command function's positional arguments, in order."""
+    return [
+        name
+        for name, hint in _hints(fn).items()
+        if any(type(i).__name__ == "ArgumentInfo" for i in getattr(hint, "__metadata__", ()))
+    ]
+
+
+@functools.cache
+def options_of(fn: Callable[..., Any]) -> dict[str, str]:
+    """``{python name: '--long-option'}`` for each option of a typer command function."""
+    out: dict[str, str] = {}
+    for name, hint in _hints(fn).items():
+        for info in getattr(hint, "__metadata__", ()):
+            if type(info).__name__ != "OptionInfo":
+                continue
+            default = getattr(info, "default", None)
+            decls = [default] if isinstance(default, str) and default.startswith("-") else []
+            decls += list(getattr(info, "param_decls", None) or ())
+            longs = [d for d in decls if d.startswith("--")]
+            out[name] = longs[0] if longs else "--" + name.replace("_", "-")
+    return out
+
+
+def name_options(message: str, fn: Callable[..., Any]) -> str:
+    """``message`` with the library's names for values (``n_inner=0``) in the command's
+    own words (``--inner 0``), for the options ``fn`` (a command function) has.
+
+    Examples
+    --------
+    >>> def cmd(inner: Annotated[int, typer.Option(help="H updates.")] = 1) -> None: ...
+    >>> name_options("n_inner=0 is invalid: input should be greater than 0", cmd)
+    '--inner 0 is invalid: input should be greater than 0'
+    """
+    options = options_of(fn)
+    names = {**{k: v for k, v in INTERNAL_NAMES.items() if v in options}, **{k: k for k in options}}
+    for internal, param in sorted(names.items(), key=lambda kv: -len(kv[0])):
+        option = options[param]
+        message = re.sub(rf"(?<![\w.'-]){re.escape(internal)}=", option + " ", message)
+        if "_" in internal or internal != internal.lower():  # never an English word
+            message = re.sub(rf"(?<![\w.'-]){re.escape(internal)}(?![\w=-])", option, message)
+    return message
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One sentence for an OSError on a path: the path, the reason, the fix."""
+    reason = (exc.strerror or type(exc).__name__).lower()
+    path = exc.filename if exc.filename2 is None else f"{exc.filename}' -> '{exc.filename2}"
+    return f"cannot use '{path}': {reason}; check the path and its permissions"
+
+
 def handle_errors(fn: F) -> F:
     """Turn a :class:`DnmfError` into one sentence on stderr and its exit code, no traceback."""
+
+    from dnmf.cli._interrupt import (
+        EXIT_INTERRUPTED,
+        command_line,
+        ignore_sigint_in_workers,
+        interrupted_message,
+    )
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with ignore_sigint_in_workers():
+                return fn(*args, **kwargs)
+        except DnmfUsageError as exc:
+            raise fail(name_options(str(exc), fn), exc.exit_code) from None
         except DnmfError as exc:
             raise fail(str(exc), exc.exit_code) from None
+        except OSError as exc:
+            # A path that could not be read or written where no check caught it first.
+            if exc.filename is None:
+                raise
+            raise fail(describe_os_error(exc), 2) from None
         except KeyboardInterrupt:
-            raise fail(
-                "interrupted; what was committed is kept, run the command again", 1
-            ) from None
+            # How to go on: the command as typed, changed by the command's own rule
+            # (``learn``: add --resume once a checkpoint is on disk).
+            how = getattr(wrapper, "resume", None)
+            try:
+                change = how(kwargs) if how is not None else None
+            except Exception:
+                change = None
+            typer.echo(interrupted_message(command_line(fn, kwargs), change), err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dnmf.cli._common import JsonOpt, QuietOpt, WorkersOpt, handle_errors, print_json
+from dnmf.words import count
 
 
 @handle_errors
@@ -37,10 +38,12 @@ def demo_command(
     """
     from dnmf.cluster import connect
     from dnmf.demo import make_corpus
+    from dnmf.io.paths import check_output
     from dnmf.nmf.config import LearnConfig
     from pipelines.ingest import ingest
     from pipelines.learn import learn_corpus
 
+    check_output(folder, option="--folder", what="demo folder")
     audio = folder / "audio"
     if not audio.exists():
         make_corpus(audio, n_files=n_files, seconds=seconds)
@@ -63,7 +66,7 @@ def demo_command(
         print_json(summary)
     elif not quiet:
         typer.echo(
-            f"corpus store {ingested.store}: {ingested.files} files; ingested "
+            f"corpus store {ingested.store}: {count(ingested.files, 'file')}; ingested "
             f"{len(ingested.added)} now ({ingested.seconds_added:.0f} s of audio)"
         )
         if learned is not None:

@@ -43,7 +43,13 @@ def export_command(
 
         dnmf export model.zarr -o acts.zarr --iter 500 --tol 1e-5 --json
     """
+    from dnmf.io.paths import check_output
     from pipelines.export import export
+
+    check_output(
+        output if output is not None else model.parent / "activations.zarr",
+        what="activations store",
+    )
 
     result = export(
         model, output, n_iter=n_iter, tol=tol, workers=workers, scheduler=scheduler,

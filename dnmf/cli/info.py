@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from dnmf.cli._common import JsonOpt, handle_errors, print_json
+from dnmf.words import count
 
 
 @handle_errors
@@ -54,7 +55,7 @@ def _print(s: dict[str, Any]) -> None:
     elif s["kind"] == "activations":
         echo(
             f"  activations H ({s['components']} components x {s['frames']} frames, "
-            f"{s['files']} files)"
+            f"{count(s['files'], 'file')})"
         )
         echo(f"  model      {s['model']}")
         echo(f"  corpus     {s['corpus']}")

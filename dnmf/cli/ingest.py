@@ -16,6 +16,7 @@ from dnmf.cli._common import (
     print_json,
     print_skipped,
 )
+from dnmf.words import count
 
 
 @handle_errors
@@ -26,7 +27,10 @@ def ingest_command(
     output: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--output", help="Corpus store [default: ./<dirname>.dnmf/corpus.zarr]."
+            "-o",
+            "--output",
+            help="Corpus store [default: ./NAME.dnmf/corpus.zarr, NAME being the corpus "
+            "folder's name].",
         ),
     ] = None,
     sr: Annotated[int, typer.Option(help="Sample rate to resample to (Hz).")] = 22050,
@@ -64,7 +68,10 @@ def ingest_command(
         dnmf ingest recordings/ --scheduler tcp://10.0.0.5:8786
     """
     from dnmf.audio.features import FeatureConfig
-    from pipelines.ingest import ingest
+    from dnmf.io.paths import check_output
+    from pipelines.ingest import default_store, ingest
+
+    check_output(output if output is not None else default_store(corpus_dir), what="corpus store")
 
     cfg = FeatureConfig.from_options(
         sr=sr, n_fft=n_fft, hop_length=hop_length, features=features, n_mels=n_mels, power=power
@@ -83,18 +90,19 @@ def ingest_command(
 def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
     echo = typer.echo
     if result.nothing_new:
-        echo(f"nothing new: all {result.files} files are already in {result.store}")
+        echo(f"nothing new: all {count(result.files, 'file')} are already in {result.store}")
     else:
         echo(
-            f"ingested {len(result.added)} files ({result.seconds_added / 3600:.3f} h of audio, "
+            f"ingested {count(len(result.added), 'file')} ({result.seconds_added / 3600:.3f} h "
+            "of audio, "
             f"{result.frames_added} frames) into {result.store} in {result.wall_seconds:.1f} s "
-            f"({result.realtime_factor:.0f}x realtime, {result.workers} workers)"
+            f"({result.realtime_factor:.0f}x realtime, {count(result.workers, 'worker')})"
         )
     for name, what in (("changed", "changed since ingest"), ("removed", "removed from the folder")):
         files = getattr(result, name)
         if files:
             echo(
-                f"{len(files)} files {what} (recorded; --rebuild re-ingests): "
+                f"{count(len(files), 'file')} {what} (recorded; --rebuild re-ingests): "
                 + ", ".join(files[:5])
                 + (" ..." if len(files) > 5 else "")
             )

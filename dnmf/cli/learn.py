@@ -9,6 +9,8 @@ import typer
 
 from dnmf.cli import _learn_options as opts
 from dnmf.cli._common import JsonOpt, QuietOpt, SchedulerOpt, WorkersOpt, handle_errors, print_json
+from dnmf.errors import DnmfUsageError
+from dnmf.words import count
 
 
 @handle_errors
@@ -35,7 +37,8 @@ def learn_command(
     beta: Annotated[
         str,
         typer.Option(
-            help="Divergence: itakura-saito (0), kullback-leibler (1), frobenius (2) or any number."
+            help="Divergence: itakura-saito (0), kullback-leibler (1), frobenius (2) or a "
+            "number from -2 to 5."
         ),
     ] = "kullback-leibler",
     epochs: Annotated[int, typer.Option(help="Maximum passes over the corpus.")] = 50,
@@ -130,6 +133,8 @@ def learn_command(
 
         dnmf learn corpus.zarr --lags 12 --init drums --drums samples/ --rank 5
     """
+    if norm.strip().lower() not in ("l2", "max", "none"):
+        raise DnmfUsageError(f"--norm {norm!r} is not a normalisation; pass l2, max or none")
     cfg, W_init = opts.learn_config(
         rank=rank, init=init, fixed=opts.parse_fixed(fixed_components), lags=lags,
         pitches=pitches, pitch_tol=pitch_tol, harmonics=harmonics, drums=drums,
@@ -150,6 +155,7 @@ def _run(
 ) -> None:  # fmt: skip
     from pipelines.learn import learn_corpus
 
+    _check_outputs(input_path, output)
     result = learn_corpus(
         input_path, output, config=cfg, W_init=W_init, resume=resume, overwrite=overwrite,
         workers=workers, scheduler=scheduler, progress=not quiet,
@@ -157,16 +163,52 @@ def _run(
     if json_out:
         print_json(result.as_dict())
     elif not quiet:
-        _print_summary(result)
+        _print_summary(result, cfg.epochs)
     if result.ingest is not None and result.ingest.get("skipped"):
         raise typer.Exit(3)
 
 
-def _print_summary(result: Any) -> None:
-    state = "converged" if result.converged else "stopped"
+def _resume(kwargs: dict[str, Any]) -> tuple[list[str], list[str]] | None:
+    """After Ctrl-C: --resume once the model store holds a checkpoint, else start over."""
+    from dnmf.io.model import ModelStore
+    from pipelines.ingest import default_store
+
+    input_path, output = Path(kwargs["input_path"]), kwargs.get("output")
+    corpus = input_path
+    if not (input_path / "zarr.json").exists() and input_path.is_dir():
+        corpus = default_store(input_path)
+    model = Path(output) if output is not None else corpus.parent / "model.zarr"
+    if not (model / "zarr.json").exists():
+        return None
+    if ModelStore.open(model).meta.get("checkpoint"):
+        return (["--resume"], ["--overwrite"])
+    return (["--overwrite"], ["--resume"])
+
+
+learn_command.resume = _resume  # type: ignore[attr-defined]
+
+
+def _check_outputs(input_path: Path, output: Path | None) -> None:
+    """The stores learn will write (the corpus too when INPUT is an audio folder), checked."""
+    from dnmf.io.paths import check_output
+    from pipelines.ingest import default_store
+
+    corpus = input_path
+    if not (input_path / "zarr.json").exists() and input_path.is_dir():
+        corpus = check_output(default_store(input_path), what="corpus store")
+    check_output(output if output is not None else corpus.parent / "model.zarr", what="model store")
+
+
+def _print_summary(result: Any, max_epochs: int) -> None:
+    if result.converged:
+        state = "converged"
+    elif result.epochs >= max_epochs:
+        state = "epoch limit reached, not converged"
+    else:
+        state = "stopped before converging"
     loss = f"{result.loss:.6g}" if result.loss is not None else "-"
     typer.echo(
         f"learned {result.model}: {result.epochs} epochs ({state}), loss {loss}, "
-        f"{result.wall_seconds:.1f} s on {result.workers} workers"
+        f"{result.wall_seconds:.1f} s on {count(result.workers, 'worker')}"
     )
     typer.echo(f"look inside: dnmf info {result.model}")

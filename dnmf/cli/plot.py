@@ -17,9 +17,20 @@ def plot_command(
         "plots"
     ),
     file: Annotated[str | None, typer.Option(help="Plot this corpus file's activations.")] = None,
+    freq_scale: Annotated[
+        str,
+        typer.Option(
+            help="Frequency axis of the dictionary: log, mel, linear, or auto (log for STFT "
+            "features, mel for mel features)."
+        ),
+    ] = "auto",
     json_out: JsonOpt = False,
 ) -> None:
-    """Write PNGs: the dictionary (frequency in Hz), one file's activations, the loss curve.
+    """Write PNGs: the dictionary, one file's activations (both in dB), the loss curve.
+
+    The dictionary is drawn over a log frequency axis for STFT features and a
+    mel axis for mel features (--freq-scale chooses another); the loss names
+    its beta.
 
     Needs matplotlib: pip install 'dnmf[plot]'.
 
@@ -28,10 +39,15 @@ def plot_command(
         dnmf plot recordings.dnmf/model.zarr -o plots/
 
         dnmf plot recordings.dnmf/activations.zarr --file album/track01.flac -o plots/
+
+        dnmf plot model.zarr --freq-scale linear
     """
+    from dnmf.io.paths import check_output
     from dnmf.plot import plot_store
 
-    paths = plot_store(store, output, file=file)
+    check_output(output, what="folder for the PNGs")
+
+    paths = plot_store(store, output, file=file, freq_scale=freq_scale)
     if json_out:
         print_json({"written": [str(p) for p in paths]})
     else:

@@ -81,6 +81,10 @@ def run_command(
     from pipelines.run import run_pipeline
 
     cfg = load_config(config, set_ or [])
+    if not dry_run:
+        from dnmf.io.paths import check_output
+
+        check_output(cfg.root, option="store", what="pipeline folder")
     log = None if quiet or json_out else (lambda line: typer.echo(line, err=True))
     result = run_pipeline(
         cfg, dry_run=dry_run, break_lock=break_lock, workers=workers, scheduler=scheduler,

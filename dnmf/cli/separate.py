@@ -9,6 +9,7 @@ import typer
 
 from dnmf.cli._common import JsonOpt, QuietOpt, handle_errors, print_json
 from dnmf.cli.transform import IterOpt, TolOpt
+from dnmf.words import count
 
 
 @handle_errors
@@ -73,7 +74,10 @@ def separate_command(
         dnmf separate model.zarr mix.flac -o parts/ --group voice=2,7 --alpha 2 --json
     """
     from dnmf.io.dictionary import load_dictionary
+    from dnmf.io.paths import check_output
     from dnmf.separate import parse_components, parse_groups, separate, sources_for
+
+    check_output(output, what="folder for the WAVs")
 
     d = load_dictionary(model)
     groups = parse_groups(group) if group else None
@@ -99,6 +103,6 @@ def separate_command(
             }
         )
     elif not quiet:
-        typer.echo(f"wrote {len(paths)} files to {output}:")
+        typer.echo(f"wrote {count(len(paths), 'file')} to {output}:")
         for (name, members), path in zip(sources.items(), paths, strict=True):
             typer.echo(f"  {path.name}  ({name}: components {','.join(map(str, members))})")

@@ -19,13 +19,15 @@ from typing import Any
 import zarr
 
 from dnmf._version import __version__
-from dnmf.errors import DnmfPathError, StoreFormatError
+from dnmf.errors import DnmfPathError, StoreDamagedError, StoreFormatError
+from dnmf.words import with_article
 
 __all__ = [
     "FORMAT_VERSION",
     "StorePath",
     "array",
     "consolidate",
+    "damaged",
     "open_group",
     "read_meta",
     "write_meta",
@@ -51,7 +53,30 @@ def open_group(path: StorePath, *, mode: str = "r") -> zarr.Group:
                 "dnmf ingest or dnmf learn wrote"
             )
         raise DnmfPathError(f"store {str(path)!r} does not exist; check the path")
-    return zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)  # type: ignore[arg-type]
+    try:
+        group = zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)  # type: ignore[arg-type]
+        if mode in ("r", "r+"):
+            # Read every array's metadata now (a few small files), so that a damaged one is
+            # this one sentence and not a JSONDecodeError wherever the array is first used.
+            for _ in group.members():
+                pass
+    except _UNREADABLE as exc:
+        raise damaged(path, exc) from None
+    return group
+
+
+#: What zarr raises on a zarr.json that is not valid metadata (truncated, edited, not JSON).
+_UNREADABLE = (ValueError, TypeError, AttributeError, KeyError)
+
+
+def damaged(path: StorePath, exc: BaseException) -> StoreDamagedError:
+    """The error for a store whose metadata cannot be read."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StoreDamagedError(
+        f"store {str(path)!r} is damaged: its metadata (zarr.json) cannot be read "
+        f"({detail.rstrip('.')}); restore it from a copy or write it again with the dnmf "
+        "command that made it"
+    )
 
 
 def read_meta(group: zarr.Group, kind: str, path: StorePath) -> dict[str, Any]:
@@ -60,11 +85,12 @@ def read_meta(group: zarr.Group, kind: str, path: StorePath) -> dict[str, Any]:
     if not isinstance(meta, dict) or "kind" not in meta:
         raise StoreFormatError(
             f"{str(path)!r} is a Zarr store but not a dnmf store; pass the store that "
-            f"dnmf wrote for a {kind}"
+            f"dnmf wrote for {with_article(kind)}"
         )
     if meta["kind"] != kind:
         raise StoreFormatError(
-            f"{str(path)!r} is a dnmf {meta['kind']} store, not a {kind} store; pass a {kind} store"
+            f"{str(path)!r} is a dnmf {meta['kind']} store, not {with_article(kind)} store; pass "
+            f"{with_article(kind)} store"
         )
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
@@ -82,7 +108,16 @@ def write_meta(group: zarr.Group, meta: dict[str, Any]) -> None:
 
 def array(group: zarr.Group, name: str) -> zarr.Array:
     """The array ``name`` of ``group`` (typed: a group's items may be groups too)."""
-    node = group[name]
+    where = str(getattr(group.store_path.store, "root", group.store_path))
+    try:
+        node = group[name]
+    except KeyError:
+        raise StoreDamagedError(
+            f"store {where!r} is damaged: it has no array {name!r}; restore it from a copy or "
+            "write it again with the dnmf command that made it"
+        ) from None
+    except _UNREADABLE as exc:
+        raise damaged(where, exc) from None
     if not isinstance(node, zarr.Array):
         raise StoreFormatError(f"{name!r} in the store is not an array; the store is damaged")
     return node

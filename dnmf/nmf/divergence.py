@@ -65,8 +65,8 @@ def beta_name_to_float(beta: BetaLike) -> float:
     ----------
     beta : str or float
         ``'itakura-saito'`` (0), ``'kullback-leibler'`` (1), ``'frobenius'`` or
-        ``'euclidean'`` (2), or any finite number (a numeric string is read as
-        one), as scikit-learn's ``beta_loss``.
+        ``'euclidean'`` (2), or a number from -2 to 5 (a numeric string is read
+        as one), as scikit-learn's ``beta_loss``.
 
     Returns
     -------
@@ -76,7 +76,11 @@ def beta_name_to_float(beta: BetaLike) -> float:
     Raises
     ------
     DnmfUsageError
-        If `beta` is neither a known name nor a finite number.
+        If `beta` is neither a known name nor a number in [-2, 5]. Outside it
+        the float32 powers of the updates overflow: ``Λ^(β-2)`` with ``Λ``
+        floored at ``EPSILON`` (1.2e-7) is inf from β ≈ -3.5 (the statistics
+        were inf at β = -3 on power spectra of 1e6), and ``Λ^β`` for power
+        spectra of 1e6 is inf from β ≈ 6.4 (β = 7 overflowed).
 
     Examples
     --------
@@ -99,7 +103,14 @@ def beta_name_to_float(beta: BetaLike) -> float:
     if value is None or not math.isfinite(value):
         raise DnmfUsageError(
             f"beta={beta!r} is not a beta-divergence; use 'itakura-saito' (0), "
-            "'kullback-leibler' (1), 'frobenius' or 'euclidean' (2), or a finite number"
+            "'kullback-leibler' (1), 'frobenius' or 'euclidean' (2), or a number from -2 to 5"
+        )
+    lowest, highest = -2.0, 5.0  # the float32 powers of Λ stay finite (see Raises)
+    if not lowest <= value <= highest:
+        raise DnmfUsageError(
+            f"beta={value:g} is outside [{lowest:g}, {highest:g}], where the updates' float32 "
+            f"powers of the model spectrogram (Λ^(β-2), Λ^β) would overflow to inf; pass a "
+            f"beta from {lowest:g} to {highest:g}"
         )
     return value
 

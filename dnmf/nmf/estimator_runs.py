@@ -229,6 +229,7 @@ def solve_sklearn(
 ) -> tuple[np.ndarray, int]:  # fmt: skip
     """H with W fixed, as scikit-learn's ``_fit_multiplicative_update(update_H=False)``
     (or HALS sweeps for ``solver='hals'``), with its convergence test every 10."""
+
     def run(H: np.ndarray, n: int) -> np.ndarray:
         return update_H(V, W, H, beta=beta, n_iter=n, l1_reg=l1, l2_reg=l2, solver=solver)
 
