@@ -12,6 +12,7 @@ Needs matplotlib (``pip install 'dnmf[plot]'``).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,7 @@ def _frequency_axis(ax: Any, scale: str, edges: np.ndarray) -> None:
         ax.set_ylabel("frequency (Hz)")
         ax.set_ylim(lo, hi)
         return
-    where: Any
+    where: Callable[[Any], Any]
     if scale == "log":
         ax.set_yscale("log")
         lo = max(lo, min(20.0, hi / 100))  # nothing to see below 20 Hz

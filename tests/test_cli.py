@@ -164,8 +164,8 @@ def test_learn_from_an_audio_folder_json_and_info(
         (["--rank", "4", "--fixed-components", "a,b"], ["--fixed-components 'a,b'"]),
         (["--rank", "4", "--fixed-components", "1"], ["fixed components need a given or informed"]),
         (["--rank", "5000"], ["--rank 5000 is larger than the data allows"]),
-        (["--rank", "4", "--solver", "hals"], ["solver='hals' is for beta=2"]),
-        (["--rank", "4", "--solver", "als"], ["solver='als'"]),
+        (["--rank", "4", "--solver", "hals"], ["--solver 'hals' is for --beta 2"]),
+        (["--rank", "4", "--solver", "als"], ["--solver 'als'"]),
     ],
 )
 def test_learn_bad_values_exit_2(

@@ -524,7 +524,7 @@ def test_cli_learns_nmfd_and_refuses_bad_input(
     elsewhere = tmp_path / "elsewhere.csv"
     elsewhere.write_text("onset,duration,pitch,file\n0.1,0.3,57,nope.wav\n")
     for args, words in [
-        (["--rank", "2", "--lags", "0"], ["lags=0"]),
+        (["--rank", "2", "--lags", "0"], ["--lags 0"]),
         (["--lags", "4"], ["--rank is missing"]),
         (["--lags", "4", "--rank", "2", "--init", "nndsvda", "--fixed-components", "0"],
          ["fixed components need a given or informed init"]),

@@ -221,8 +221,8 @@ def test_cli_json(model: Path, tmp_path: Path) -> None:
         ("undecodable", ["cannot be used", "not decodable"]),
         ("silent", ["cannot be used", "silent"]),
         ("not_a_model", ["corpus store, not a model store"]),
-        ("alpha", ["alpha=0.0"]),
-        ("subtype", ["subtype='MP3'"]),
+        ("alpha", ["--alpha 0.0"]),
+        ("subtype", ["--subtype 'MP3'"]),
     ],
 )
 def test_cli_bad_input_exits_2(model: Path, tmp_path: Path, case: str, words: list[str]) -> None:

@@ -222,7 +222,7 @@ def test_cli_json(model: Path, takes: dict[str, Path], tmp_path: Path) -> None:
         ("folder_model", ["not a dnmf store"]),
         ("undecodable", ["cannot be used", "not decodable"]),
         ("missing_audio", ["does not exist"]),
-        ("iter", ["iter=0"]),
+        ("iter", ["--iter 0"]),
     ],
 )
 def test_cli_bad_input_exits_2(

@@ -13,7 +13,7 @@ app = typer.Typer(
     name="dnmf",
     help="Distributed NMF for audio corpora: ingest audio into Zarr, learn a dictionary, "
     "export activations.\n\nExit codes: 0 done, 1 failed, 2 bad input or usage, 3 done but "
-    "some files were skipped.",
+    "some files were skipped, 130 interrupted.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

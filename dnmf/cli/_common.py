@@ -146,8 +146,13 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def handle_errors(fn: F) -> F:
-    """Turn a :class:`DnmfError` into one sentence on stderr and its exit code, no traceback."""
+    """The one error path of every command: no traceback for what a user can cause.
 
+    A :class:`DnmfError` is its sentence on stderr and its exit code (a usage
+    error in the command's own option names), an ``OSError`` on a path one
+    sentence and exit 2, and Ctrl-C one line naming the command that goes on
+    and exit 130 (:mod:`dnmf.cli._interrupt`).
+    """
     from dnmf.cli._interrupt import (
         EXIT_INTERRUPTED,
         command_line,
