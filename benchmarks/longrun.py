@@ -24,7 +24,7 @@ flat
     last ten.
 
 cache
-    The same learning on a 60-minute corpus (21 chunks of 8192 frames, 10 or 11
+    The same learning on a 60-minute corpus (19 chunks of 8192 frames, 9 or 10
     per worker) with each worker's cache budget set to its share of V divided
     by 0.5, 1 and 3, under the scan-resistant policy dnmf uses and under plain
     LRU (what dnmf had before), plus the cache off, each case ``--repeats``
@@ -468,7 +468,7 @@ def main() -> None:
         if args.part in ("all", "cache"):
             res["cache"] = cache_run(corpus(args.cache_dir, 60), tmp, args.cache_epochs,
                                      args.ratios, load, args.repeats)  # fmt: skip
-            rows += [(f"-- cache: 60 min corpus (21 blocks), {args.cache_epochs} epochs per "
+            rows += [(f"-- cache: 60 min corpus (19 blocks), {args.cache_epochs} epochs per "
                       f"case, {args.repeats} repeats", "")]  # fmt: skip
             rows += cache_rows(res["cache"])
         if args.part in ("all", "profiler"):
