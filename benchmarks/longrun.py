@@ -129,7 +129,7 @@ def flat_run(store: Path, tmp: Path, epochs: int) -> dict[str, Any]:
     with connect(workers=WORKERS) as client:
         pids0 = client.run(os.getpid)
         procs = [me, *(psutil.Process(pid) for pid in pids0.values())]
-        last = [_cpu(procs), _busy(), time.perf_counter()]
+        last: list[Any] = [_cpu(procs), _busy(), time.perf_counter()]
 
         def on_step(p: Any) -> None:
             if not p.epoch_done:
