@@ -184,7 +184,7 @@ def test_soak_many_epochs_on_worker_processes_without_a_restart(tmp_path: Path) 
     seen: dict[int, tuple[int, int, int]] = {}
     with connect(workers=2) as client:
         pids = client.run(os.getpid)
-        scheduler = client.cluster.scheduler
+        scheduler = client.cluster.scheduler  # type: ignore[union-attr]
 
         def on_step(p: Any) -> None:
             if p.epoch_done and p.epoch in (100, epochs - 1):
