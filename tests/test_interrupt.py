@@ -118,7 +118,7 @@ def test_ctrl_c_during_learn_on_a_local_cluster(tmp_path: Path) -> None:
     assert summary["resumed_from_step"] is not None and summary["epochs"] == done + 1
 
 
-@pytest.mark.slow
+@pytest.mark.timing  # flaky: 3 failure modes seen in 6 CI-like runs (see the closing note)
 @pytest.mark.parametrize("after", [1.0, 2.5, 4.0, 5.5])
 def test_ctrl_c_at_any_moment_of_an_ingest(tmp_path: Path, after: float) -> None:
     """While the local cluster starts (workers still importing), works, or closes."""

@@ -153,6 +153,7 @@ def handle_errors(fn: F) -> F:
     sentence and exit 2, and Ctrl-C one line naming the command that goes on
     and exit 130 (:mod:`dnmf.cli._interrupt`).
     """
+    from dnmf.cli import _interrupt
     from dnmf.cli._interrupt import (
         EXIT_INTERRUPTED,
         command_line,
@@ -183,6 +184,13 @@ def handle_errors(fn: F) -> F:
             except Exception:
                 change = None
             typer.echo(interrupted_message(command_line(fn, kwargs), change), err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception:
+            # Ctrl-C inside an import (numba's C extensions turn the KeyboardInterrupt
+            # into an ImportError) or inside a library's cleanup is still Ctrl-C.
+            if not _interrupt.INTERRUPTED:
+                raise
+            typer.echo(interrupted_message(command_line(fn, kwargs), None), err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]

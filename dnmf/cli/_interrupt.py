@@ -26,6 +26,10 @@ ARGV: list[str] | None = None
 MODULE = __name__
 
 
+#: Set once this process has taken Ctrl-C: an exception after it is the interrupt's.
+INTERRUPTED = False
+
+
 def dask_setup(worker: Any) -> None:
     """Dask preload: a worker leaves SIGINT to the client that started it.
 
@@ -137,6 +141,8 @@ def _silence_and_interrupt(signum: int, frame: Any) -> None:
         again.daemon = True
         again.start()
         return
+    global INTERRUPTED
+    INTERRUPTED = True
     logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)  # none at all
     raise KeyboardInterrupt
 
