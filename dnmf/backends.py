@@ -77,7 +77,7 @@ class MemoryBackend:
         self.n_bins, self.n_frames = V.shape
         self.dtype = V.dtype
         self.block_frames = block_frames
-        self.H: list[np.ndarray | None] = [None, None]
+        self.H: list[np.ndarray | None] = [None, None, None]
 
     def blocks(self) -> list[tuple[int, int]]:
         return blocks_of(self.n_frames, self.block_frames)
@@ -129,9 +129,9 @@ class MemoryBackend:
                 progress(out[-1])
         return out
 
-    def activations(self, epoch: int) -> np.ndarray:
-        """H as the last completed epoch left it (buffer ``epoch % 2``)."""
-        H = self.H[epoch % 2]
+    def activations(self, buffer: int) -> np.ndarray:
+        """H in ``buffer`` (``LearnState.latest_buffer``: as the last completed epoch left it)."""
+        H = self.H[buffer]
         assert H is not None
         return H
 

@@ -211,11 +211,13 @@ class ZarrBlockIO:
 
 
 def create_H_buffers(
-    H_url: str, rank: int, n_frames: int, block_frames: int, dtype: Any, *, overwrite: bool = False
-) -> None:
-    """The two activation buffers, chunked one block per chunk (each block has one writer)."""
+    H_url: str, rank: int, n_frames: int, block_frames: int, dtype: Any, *, overwrite: bool = False,
+    n_buffers: int = 2,
+) -> None:  # fmt: skip
+    """The activation buffers (two, or three for the fast schedule), one block per chunk
+    (each block has one writer)."""
     group = zarr.open_group(H_url, mode="a", zarr_format=3)
-    for b in (0, 1):
+    for b in range(n_buffers):
         name = f"H{b}"
         if name in group and not overwrite:
             continue

@@ -63,6 +63,7 @@ class ModelStore:
     ) -> ModelStore:
         """A new model store for learning ``cfg`` on ``corpus`` (replaces what is at ``path``)."""
         from dnmf.io.blocks import create_H_buffers
+        from dnmf.nmf.plan import h_buffers
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(str(path), mode="w", zarr_format=3)
@@ -84,7 +85,8 @@ class ModelStore:
             attributes={"long_name": f"beta-divergence (beta={cfg.beta:g}) summed over the epoch"},
         )  # fmt: skip
         create_H_buffers(
-            f"{path}/state", cfg.rank, corpus.n_frames, block_frames, "float32", overwrite=True
+            f"{path}/state", cfg.rank, corpus.n_frames, block_frames, "float32", overwrite=True,
+            n_buffers=h_buffers(cfg),
         )
         meta = {
             "kind": cls.kind,
@@ -165,7 +167,8 @@ class ModelStore:
         slot = (self.meta["checkpoints_written"] + 1) % 2
         g = self.group.require_group("state").require_group(f"slot{slot}")
         arrays = {"W": state.W, "A": state.A, "B": state.B, "pending": state.pending,
-                  "visited": state.visited}  # fmt: skip
+                  "visited": state.visited, "W_prev": state.W_prev,
+                  "pending_prev": state.pending_prev}  # fmt: skip
         for name, value in arrays.items():
             if value is None:
                 continue
@@ -187,6 +190,8 @@ class ModelStore:
             "converged": state.converged,
             "avg": state.avg,
             "has_accumulators": state.A is not None,
+            "accel": list(state.accel) if state.accel is not None else None,
+            "has_previous": state.pending_prev is not None,
             "written": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         write_meta(self.group, meta)
@@ -218,6 +223,9 @@ class ModelStore:
             losses=list(ck["losses"]),
             converged=ck["converged"],
             avg=ck["avg"],
+            W_prev=get("W_prev") if ck.get("accel") is not None else None,
+            accel=tuple(ck["accel"]) if ck.get("accel") is not None else None,  # type: ignore[arg-type]
+            pending_prev=get("pending_prev") if ck.get("has_previous") else None,
         )
 
     def finish(self, state: LearnState, *, status: str = "done", **extra: Any) -> None:
@@ -242,7 +250,8 @@ class ModelStore:
             raise StoreMismatchError(
                 f"model store {self.path!r} holds no checkpoint yet; learn or resume it first"
             )
-        H = np.asarray(array(self.group, f"state/H{ck['epoch'] % 2}")[:])
+        n_buffers = 3 if ck.get("has_previous") else 2
+        H = np.asarray(array(self.group, f"state/H{ck['epoch'] % n_buffers}")[:])
         pending = np.asarray(
             array(zarr.open_group(f"{self.path}/state/slot{ck['slot']}", mode="r"), "pending")[:]
         )

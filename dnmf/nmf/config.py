@@ -41,10 +41,18 @@ class LearnConfig(BaseModel):
         β-divergence: 0 / 'itakura-saito', 1 / 'kullback-leibler',
         2 / 'frobenius' ('euclidean'), or any number.
     epochs : int
-        Maximum number of passes over the corpus.
+        Maximum number of passes over the corpus (an epoch over a sample of a
+        fraction f of the blocks counts as f of a pass).
+    schedule : {'fast', 'full'}
+        Full batch (``batch_chunks`` None): 'fast' (the default) learns on a
+        seeded sample of the blocks that grows (1/8, 1/4, 1/2 of them, then all:
+        :func:`dnmf.nmf.plan.sample_blocks`) and extrapolates the dictionary
+        with a safeguard (:mod:`dnmf.nmf.accel`), ending with full-data epochs
+        that stop on ``tol``; 'full' is plain Lee-Seung multiplicative updates
+        on every block every epoch (scikit-learn's ``NMF(solver='mu')``).
     batch_chunks : int or None
-        Blocks per step; None (the default) is one step per epoch over all
-        blocks, i.e. full-batch multiplicative updates.
+        Blocks per step; None (the default) is one step per epoch (full batch,
+        as ``schedule`` says); a number turns on minibatch (online) updates.
     block_frames : int or None
         Frames per block; must divide the corpus chunk. None: one block per chunk.
     n_inner : int
@@ -74,10 +82,12 @@ class LearnConfig(BaseModel):
     uncorr_weight : float
         Weight of ``Σ_{t' ≠ t} W_t'`` in the update of ``W_t`` (libnmfd's; no
         effect at ``lags = 1``).
-    solver : {'mu', 'hals'}
+    solver : {'auto', 'mu', 'hals'}
         The updates: multiplicative (every β), or for β = 2 at ``lags = 1``
         HALS, exact coordinate descent (scikit-learn's ``cd`` solver), from the
-        same statistics (``V Hᵀ``, ``H Hᵀ``; ``Wᵀ V``, ``Wᵀ W``).
+        same statistics (``V Hᵀ``, ``H Hᵀ``; ``Wᵀ V``, ``Wᵀ W``). 'auto' (the
+        default) is HALS where it applies (β = 2, one lag, no score) and MU
+        elsewhere; the config records the solver it chose.
     norm : {'l2', 'max', None}
         Normalise each template (all its lags) after each step, H rescaled so
         Λ is unchanged.
@@ -108,7 +118,8 @@ class LearnConfig(BaseModel):
     rank: int = Field(gt=0)
     lags: int = Field(1, gt=0)
     beta: float = 1.0
-    epochs: int = Field(50, gt=0)
+    epochs: int = Field(200, gt=0)
+    schedule: Literal["fast", "full"] = "fast"
     batch_chunks: int | None = Field(None, gt=0)
     block_frames: int | None = Field(None, gt=0)
     n_inner: int = Field(1, gt=0)
@@ -123,7 +134,7 @@ class LearnConfig(BaseModel):
     sparsity_weight: float = Field(0.0, ge=0.0)
     uncorr_weight: float = Field(0.0, ge=0.0)
     norm: Literal["l2", "max"] | None = "l2"
-    solver: Literal["mu", "hals"] = "mu"
+    solver: Literal["mu", "hals"] = "mu"  # 'auto' is resolved before validation
     fixed_components: tuple[int, ...] = ()
     fix_W: bool = False
     fix_H: bool = False
@@ -136,6 +147,19 @@ class LearnConfig(BaseModel):
     drums: str | None = None
     scores: str | None = None
     onset_tol: float = Field(0.025, ge=0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_solver(cls, values: Any) -> Any:
+        """``solver='auto'`` (or left out): HALS for β = 2 at one lag without a score, else MU."""
+        if not isinstance(values, dict) or values.get("solver", "auto") != "auto":
+            return values
+        try:
+            beta = beta_name_to_float(values.get("beta", 1.0))
+        except (TypeError, ValueError):
+            return {**values, "solver": "mu"}  # the beta validator names the bad value
+        hals = beta == 2.0 and values.get("lags", 1) == 1 and values.get("scores") is None
+        return {**values, "solver": "hals" if hals else "mu"}
 
     @field_validator("beta", mode="before")
     @classmethod
@@ -178,8 +202,11 @@ class LearnConfig(BaseModel):
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> LearnConfig:
         """The config a model store recorded, including one written before NMF and
-        NMFD were one config (its ``model`` key is implied by ``lags``)."""
+        NMFD were one config (its ``model`` key is implied by ``lags``) or before the
+        fast schedule (which learned with ``schedule='full'``)."""
         values = {k: v for k, v in attrs.items() if k != "model"}
+        values.setdefault("schedule", "full")  # written before there was a fast schedule
+        values.setdefault("solver", "mu")
         return cls(**values)
 
     def penalties(self, n_bins: int, step_frames: int) -> tuple[float, float, float, float]:

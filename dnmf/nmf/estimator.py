@@ -476,7 +476,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
                 state.visited[:] = True  # type: ignore[index]
             n_iter = self._run(cfg, run, state)
             H_final = run.activations(state)
-            error = run.error(one_lag(state), state.epoch % 2, state.pending, None, cfg.beta)
+            error = run.error(one_lag(state), state.latest_buffer, state.pending, None, cfg.beta)
         finally:
             run.close()
         self._warn_max_iter(n_iter)
@@ -501,7 +501,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             run_epochs(cfg, run.backend, state, target)
             n_iter = state.done_epochs
             if self.tol > 0 and n_iter % CHECK_EVERY == 0:
-                error = run.error(one_lag(state), state.epoch % 2, state.pending, None, beta)
+                error = run.error(one_lag(state), state.latest_buffer, state.pending, None, beta)
                 if self.verbose:
                     print(
                         f"Epoch {n_iter:02d} reached after {time.perf_counter() - t0:.3f} "
@@ -600,7 +600,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         self.n_components_ = cfg.rank
         self.n_steps_ = steps + 1
         self.reconstruction_err_ = run.error(
-            one_lag(state), state.epoch % 2, state.pending, None, cfg.beta
+            one_lag(state), state.latest_buffer, state.pending, None, cfg.beta
         )
         self._stream = Stream(stream.cfg, state.W, state.A, state.B)
         return self

@@ -90,7 +90,7 @@ class MemoryRun:
         return block_error(self.backend, self.backend, W, buffer, pending, seeded, beta)
 
     def activations(self, state: LearnState) -> np.ndarray:
-        H = self.backend.activations(state.epoch)
+        H = self.backend.activations(state.latest_buffer)
         return scaled(H, self.backend.blocks(), state.pending)
 
     def close(self) -> None:
@@ -117,7 +117,7 @@ class DaskRun:
             V = X.T.rechunk({0: -1, 1: block_frames})  # the turn, for a Dask X
             da.to_zarr(V, self.V_url, zarr_format=3, dimension_names=("bin", "frame"))
             n_frames = int(V.shape[1])
-            create_H_buffers(self.H_url, rank, n_frames, block_frames, V.dtype)
+            create_H_buffers(self.H_url, rank, n_frames, block_frames, V.dtype, n_buffers=3)
             self.backend = DaskBackend(client, self.V_url, self.H_url, block_frames=block_frames)
         except BaseException:
             self.close()
@@ -140,7 +140,7 @@ class DaskRun:
         return block_error(self.backend, where, W, buffer, pending, seeded, beta)
 
     def activations(self, state: LearnState) -> np.ndarray:
-        H = np.asarray(self._H(state.epoch % 2)[:, :])
+        H = np.asarray(self._H(state.latest_buffer)[:, :])
         return scaled(H, self.backend.blocks(), state.pending)
 
     def close(self) -> None:

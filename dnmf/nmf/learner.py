@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,15 @@ import numpy as np
 from dnmf.errors import DnmfUsageError
 from dnmf.nmf.config import LearnConfig
 from dnmf.nmf.init import HInit, Informed, activation_scale, h_init_of, initial_templates
-from dnmf.nmf.plan import epoch_steps, plan_visits
+from dnmf.nmf.accel import extrapolate, reset
+from dnmf.nmf.plan import (
+    epoch_steps,
+    h_buffers,
+    passes_done,
+    plan_visits,
+    sample_blocks,
+    visited_twice,
+)
 from dnmf.nmf.state import LearnState
 from dnmf.nmf.update import normalize_state, update_dictionary
 from dnmf.nmf.visit import VisitParams
@@ -136,6 +144,7 @@ def start_state(
         pending=np.ones((n_blocks, cfg.rank)),
         visited=np.zeros(n_blocks, dtype=bool),
         avg=activation_scale(mean, W, init=cfg.init),
+        pending_prev=np.ones((n_blocks, cfg.rank)) if h_buffers(cfg) == 3 else None,
     )
 
 
@@ -144,7 +153,7 @@ def visit_params(cfg: LearnConfig, n_bins: int, avg: float, h_init: HInit) -> Vi
     _, _, l1_H, l2_H = cfg.penalties(n_bins, 1)
     return VisitParams(
         beta=cfg.beta, n_inner=cfg.n_inner, l1_H=l1_H, l2_H=l2_H, seed=cfg.seed, avg=avg,
-        update_h=not cfg.fix_H, h_init=h_init, solver=cfg.solver,
+        update_h=not cfg.fix_H, h_init=h_init, solver=cfg.solver, n_buffers=h_buffers(cfg),
     )  # fmt: skip
 
 
@@ -160,14 +169,21 @@ def run_step(
     """
     assert state.pending is not None and state.visited is not None
     ranges = backend.blocks()
+    twice = None
+    if p.n_buffers == 3 and state.pending_prev is not None:
+        twice = visited_twice(len(ranges), state.epoch, seed=cfg.seed)
+        p = replace(p, extrapolate=state.accel[4] if state.accel is not None else 0.0)
     visits = plan_visits(
         blocks, ranges, n_frames=backend.n_frames, lags=cfg.lags, n_inner=p.n_inner,
         epoch=state.epoch, visited=state.visited, pending=state.pending,
-        done_this_epoch=done_this_epoch,
+        done_this_epoch=done_this_epoch, n_buffers=p.n_buffers,
+        pending_prev=state.pending_prev, twice=twice,
     )  # fmt: skip
     num, den, loss = backend.step(visits, state.W, state.epoch, p, tag)
     frames = sum(ranges[b][1] - ranges[b][0] for b in blocks)
     for b in blocks:
+        if state.pending_prev is not None:
+            state.pending_prev[b] = state.pending[b]
         state.pending[b] = 1.0
         state.visited[b] = True
     if not cfg.fix_W:
@@ -202,13 +218,22 @@ def learn(
     ``on_step`` stops the run with its last checkpoint written.
     """
     ranges = backend.blocks()
+    n_blocks = len(ranges)
     p = visit_params(cfg, backend.n_bins, state.avg, h_init or h_init_of(cfg, Informed()))
-    full_batch = cfg.batch_chunks is None or cfg.batch_chunks >= len(ranges)
+    full_batch = cfg.batch_chunks is None or cfg.batch_chunks >= n_blocks
+    fast = h_buffers(cfg) == 3
     # scikit-learn's MiniBatchNMF: the forget factor applies per pass over the data,
     # so a step of a fraction f of the frames forgets forget_factor ** f.
     rho_base = 0.0 if full_batch else cfg.forget_factor
-    while state.done_epochs < cfg.epochs and not state.converged:
-        steps = epoch_steps(len(ranges), cfg.batch_chunks, seed=cfg.seed, epoch=state.epoch)
+    while (
+        passes_done(n_blocks, state.done_epochs, fast=fast) < cfg.epochs - 1e-9
+        and not state.converged
+    ):
+        sample = sample_blocks(n_blocks, state.epoch, seed=cfg.seed) if fast else None
+        if sample is None:
+            steps = epoch_steps(n_blocks, cfg.batch_chunks, seed=cfg.seed, epoch=state.epoch)
+        else:
+            steps = [sample]
         while state.step_in_epoch < len(steps):
             t0 = time.perf_counter()
             blocks = steps[state.step_in_epoch]
@@ -219,14 +244,18 @@ def learn(
             loss, frames = run_step(
                 cfg, backend, state, blocks, rho=rho, p=p, done_this_epoch=done, tag=tag
             )
+            if fast:
+                _accelerate(cfg, state, loss, n_blocks)
             state.epoch_loss += loss
             state.step_in_epoch += 1
             epoch_done = state.step_in_epoch == len(steps)
             if epoch_done:
                 state.losses.append(state.epoch_loss)
-                if len(state.losses) >= 2:
+                if len(state.losses) >= 2 and _whole(fast, n_blocks, state.epoch, cfg.seed):
                     prev, cur = state.losses[-2], state.losses[-1]
-                    state.converged = cfg.tol > 0 and prev > 0 and (prev - cur) / prev < cfg.tol
+                    rel = (prev - cur) / prev if prev > 0 else math.inf
+                    # a rise (the extrapolation's safeguard at work) is not convergence
+                    state.converged = cfg.tol > 0 and rel < cfg.tol and not (fast and rel < 0)
                 state.epoch += 1
                 state.step_in_epoch = 0
                 state.epoch_loss = 0.0
@@ -247,6 +276,33 @@ def learn(
             if epoch_done:
                 break
     return state
+
+
+def _whole(fast: bool, n_blocks: int, epoch: int, seed: int) -> bool:
+    """Whether epoch ``epoch`` and the one before it both visited every block."""
+    if not fast:
+        return True
+    return sample_blocks(n_blocks, epoch, seed=seed) is None and (
+        epoch == 0 or sample_blocks(n_blocks, epoch - 1, seed=seed) is None
+    )
+
+
+def _accelerate(cfg: LearnConfig, state: LearnState, loss: float, n_blocks: int) -> None:
+    """The fast schedule's extrapolation of W after a step (:mod:`dnmf.nmf.accel`).
+
+    Multiplicative updates only (HALS is exact per column already). A step on
+    a new sample starts the extrapolation over: its loss is of other frames.
+    """
+    if cfg.fix_W or cfg.solver != "mu":
+        return
+    here = sample_blocks(n_blocks, state.epoch, seed=cfg.seed)
+    before = sample_blocks(n_blocks, state.epoch - 1, seed=cfg.seed) if state.epoch else [-1]
+    if here != before:
+        reset(state, loss)
+        return
+    if extrapolate(state, loss, fixed=cfg.fixed_components) and cfg.norm is not None:
+        if not cfg.fix_H:
+            normalize_state(state, norm=cfg.norm, beta=cfg.beta, fixed=cfg.fixed_components)
 
 
 def pending_scales(state: LearnState, ranges: list[tuple[int, int]], n_frames: int) -> np.ndarray:
@@ -329,7 +385,7 @@ def fit_in_memory(
 
         h_init = ArrayH(np.asarray(H_init))
     state = learn(cfg, be, state, h_init=h_init)
-    H = (be.activations(state.epoch) * pending_scales(state, be.blocks(), V.shape[1])).astype(
+    H = (be.activations(state.latest_buffer) * pending_scales(state, be.blocks(), V.shape[1])).astype(
         V.dtype
     )
     W = np.ascontiguousarray(state.W[:, :, 0]) if cfg.lags == 1 else state.W

@@ -15,7 +15,20 @@ import numpy as np
 
 from dnmf.nmf.lags import halo
 
-__all__ = ["Piece", "Visit", "blocks_of", "epoch_steps", "plan_visits", "tree_sum"]
+__all__ = [
+    "SAMPLE_STAGES",
+    "Piece",
+    "Visit",
+    "blocks_of",
+    "epoch_steps",
+    "h_buffers",
+    "passes_done",
+    "plan_visits",
+    "sample_blocks",
+    "sample_stages",
+    "tree_sum",
+    "visited_twice",
+]
 
 
 def blocks_of(n_frames: int, block_frames: int) -> list[tuple[int, int]]:
@@ -63,6 +76,10 @@ class Piece:
     buffer: int
     scale: np.ndarray | None
     fresh: bool
+    #: The block's activations one epoch before (the fast schedule's extrapolation
+    #: reads them, scaled by ``prev_scale``); None where there are none.
+    prev_buffer: int | None = None
+    prev_scale: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,9 @@ def plan_visits(
     visited: np.ndarray,
     pending: np.ndarray,
     done_this_epoch: set[int],
+    n_buffers: int = 2,
+    pending_prev: np.ndarray | None = None,
+    twice: np.ndarray | None = None,
 ) -> list[Visit]:
     """The visits of one step: each block's window and the buffer of every piece of it.
 
@@ -98,6 +118,12 @@ def plan_visits(
     visited in an earlier step of this epoch (``done_this_epoch``), else from
     ``epoch % 2``, scaled by its pending scale; a block never visited is
     seeded. So no visit reads what another visit of the same step writes.
+
+    With ``n_buffers = 3`` (the fast schedule: one step per epoch) a piece is
+    read from buffer ``epoch % 3``, and where block ``b`` was visited in both
+    of the last two epochs (``twice[b]``) also its previous activations from
+    ``(epoch - 1) % 3``, scaled by ``pending_prev[b]``; visits write
+    ``(epoch + 1) % 3``, which no visit of the step reads.
     """
     before, after = halo(lags, n_inner)
     block_frames = ranges[0][1] - ranges[0][0]
@@ -109,8 +135,80 @@ def plan_visits(
         for nb in range(lo // block_frames, (hi - 1) // block_frames + 1):
             na, nz = ranges[nb]
             fresh = not bool(visited[nb])
-            buffer = (epoch + 1) % 2 if nb in done_this_epoch else epoch % 2
+            if n_buffers == 2:
+                buffer = (epoch + 1) % 2 if nb in done_this_epoch else epoch % 2
+            else:
+                buffer = epoch % n_buffers
             scale = None if fresh else np.asarray(pending[nb], dtype=np.float64)
-            pieces.append(Piece(nb, na, nz, max(na, lo), min(nz, hi), buffer, scale, fresh))
+            prev_buffer = prev_scale = None
+            if not fresh and twice is not None and pending_prev is not None and twice[nb]:
+                prev_buffer = (epoch - 1) % n_buffers
+                prev_scale = np.asarray(pending_prev[nb], dtype=np.float64)
+            pieces.append(
+                Piece(nb, na, nz, max(na, lo), min(nz, hi), buffer, scale, fresh, prev_buffer,
+                      prev_scale)
+            )  # fmt: skip
         out.append(Visit(b, a, z, lo, hi, tuple(pieces)))
     return out
+
+
+#: The fast schedule's sample stages: (denominator, epochs): 1/8 of the blocks
+#: for 20 epochs, 1/4 for 15, 1/2 for 10 (11.25 passes over the corpus in all),
+#: then every block. A stage whose sample would not be smaller than the next
+#: one's is left out, so a corpus of one block has no sample stage.
+SAMPLE_STAGES: tuple[tuple[int, int], ...] = ((8, 20), (4, 15), (2, 10))
+
+
+def sample_stages(n_blocks: int) -> list[tuple[int, int]]:
+    """``(blocks in the sample, epochs)`` of each sample stage for ``n_blocks`` blocks."""
+    out: list[tuple[int, int]] = []
+    for den, epochs in SAMPLE_STAGES:
+        k = -(-n_blocks // den)
+        if k < n_blocks and (not out or k > out[-1][0]):
+            out.append((k, epochs))
+    return out
+
+
+def sample_blocks(n_blocks: int, epoch: int, *, seed: int) -> list[int] | None:
+    """The blocks epoch ``epoch`` of the fast schedule visits, sorted; None: all of them.
+
+    The samples are nested prefixes of one permutation seeded from ``seed``, so
+    the sample only grows and a block, once in it, is visited every epoch.
+    """
+    e = epoch
+    for k, epochs in sample_stages(n_blocks):
+        if e < epochs:
+            order = np.random.default_rng([seed, 0x5341]).permutation(n_blocks)
+            return sorted(int(b) for b in order[:k])
+        e -= epochs
+    return None
+
+
+def h_buffers(cfg: Any) -> int:
+    """Activation buffers a run keeps: 3 for the fast schedule (the extrapolation reads
+    two past epochs), else 2."""
+    return 3 if cfg.schedule == "fast" and cfg.batch_chunks is None else 2
+
+
+def visited_twice(n_blocks: int, epoch: int, *, seed: int) -> np.ndarray:
+    """Blocks the fast schedule visited in both epochs ``epoch - 1`` and ``epoch - 2``."""
+    out = np.zeros(n_blocks, dtype=bool)
+    if epoch < 2:
+        return out
+    for e in (epoch - 1, epoch - 2):
+        sample = sample_blocks(n_blocks, e, seed=seed)
+        seen = np.ones(n_blocks, dtype=bool) if sample is None else np.isin(np.arange(n_blocks), sample)
+        out = seen if e == epoch - 1 else out & seen
+    return out
+
+
+def passes_done(n_blocks: int, epochs_done: int, *, fast: bool) -> float:
+    """Passes over the corpus the first ``epochs_done`` epochs made (a sample's epoch: its share)."""
+    if not fast:
+        return float(epochs_done)
+    total, e = 0.0, epochs_done
+    for k, epochs in sample_stages(n_blocks):
+        n = min(e, epochs)
+        total += n * k / n_blocks
+        e -= n
+    return total + e

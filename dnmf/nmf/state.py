@@ -33,7 +33,23 @@ class LearnState:
     losses: list[float] = field(default_factory=list)
     converged: bool = False
     avg: float = 0.0
+    #: The fast schedule's extrapolation (:mod:`dnmf.nmf.accel`): the last plain
+    #: update of W, the pending scales of the blocks' previous activations, and
+    #: (b, b_cap, b_prev, best loss, the next step's H weight).
+    W_prev: np.ndarray | None = None
+    pending_prev: np.ndarray | None = None  # (n_blocks, rank): the scales of each block's previous H
+    accel: tuple[float, float, float, float, float] | None = None
 
     @property
     def done_epochs(self) -> int:
         return len(self.losses)
+
+    @property
+    def n_buffers(self) -> int:
+        """Activation buffers of the run: 3 with the fast schedule's previous scales, else 2."""
+        return 3 if self.pending_prev is not None else 2
+
+    @property
+    def latest_buffer(self) -> int:
+        """The buffer holding H as the last completed epoch left it."""
+        return self.epoch % self.n_buffers

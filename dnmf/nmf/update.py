@@ -182,6 +182,8 @@ def normalize_state(
     state.W = W
     s = np.asarray(scale, dtype=np.float64)
     state.pending *= s[None, :]
+    if getattr(state, "pending_prev", None) is not None:
+        state.pending_prev *= s[None, :]
     if state.A is not None and state.B is not None and not hals:
         s_stack = np.tile(s, W.shape[2])[None, :]
         state.A = state.A * s_stack ** (1.0 - 1.0 / gamma_of(beta))

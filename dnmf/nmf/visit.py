@@ -18,7 +18,8 @@ import numpy as np
 
 from dnmf.nmf.init import HInit, RandomH
 from dnmf.nmf.model import window_stats
-from dnmf.nmf.plan import Visit
+from dnmf.nmf.divergence import EPSILON
+from dnmf.nmf.plan import Piece, Visit
 
 __all__ = [
     "BlockIO",
@@ -46,6 +47,10 @@ class VisitParams:
     update_h: bool = True
     h_init: HInit = RandomH()  # noqa: RUF009 (frozen, shared)
     solver: str = "mu"
+    n_buffers: int = 2
+    #: The fast schedule's extrapolation weight b of this step: a piece with
+    #: previous activations starts from ``max(H + b (H - H_prev), EPSILON)``.
+    extrapolate: float = 0.0
 
 
 class BlockIO(Protocol):
@@ -74,8 +79,20 @@ def window_activations(
             part = io.read_H(piece.buffer, piece.start, piece.stop)
             if piece.scale is not None:
                 part = part * piece.scale.astype(part.dtype)[:, None]
+            if p.extrapolate > 0.0 and piece.prev_buffer is not None:
+                part = _extrapolated(io, piece, part, p.extrapolate)
         H[:, piece.start - visit.lo : piece.stop - visit.lo] = part
     return H
+
+
+def _extrapolated(io: BlockIO, piece: Piece, H: np.ndarray, b: float) -> np.ndarray:
+    """``H + b (H - H_prev)``, kept at ``EPSILON`` or above where H is positive (zeros stay)."""
+    assert piece.prev_buffer is not None
+    prev = io.read_H(piece.prev_buffer, piece.start, piece.stop)
+    if piece.prev_scale is not None:
+        prev = prev * piece.prev_scale.astype(prev.dtype)[:, None]
+    moved = np.maximum(H + H.dtype.type(b) * (H - prev), H.dtype.type(EPSILON))
+    return np.where(H > 0, moved, H.dtype.type(0.0))
 
 
 def visit_block(io: BlockIO, visit: Visit, W: np.ndarray, epoch: int, p: VisitParams) -> Stats:
@@ -94,7 +111,7 @@ def visit_block(io: BlockIO, visit: Visit, W: np.ndarray, epoch: int, p: VisitPa
         n_inner=p.n_inner, l1_reg_H=p.l1_H, l2_reg_H=p.l2_H, update_h=p.update_h,
         solver=p.solver,
     )  # fmt: skip
-    io.write_H((epoch + 1) % 2, visit.start, visit.stop, s.H)
+    io.write_H((epoch + 1) % p.n_buffers, visit.start, visit.stop, s.H)
     return s.num.astype(np.float64), s.den.astype(np.float64), float(s.loss)
 
 
