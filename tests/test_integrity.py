@@ -231,3 +231,16 @@ def test_learning_starts_without_reading_V(tmp_path: Path, scale: int) -> None:
         with pytest.raises(Started):
             learn_corpus(corpus, tmp_path / "m.zarr", config=cfg, client=client)
     assert before_step == [0], reads
+
+
+def test_open_functions_check_the_chunks_they_read(stores: Path, tmp_path: Path) -> None:
+    import dnmf
+    from dnmf.errors import StoreDamagedError
+
+    assert float(dnmf.open_corpus(stores / "corpus.zarr").V.sum()) > 0
+    corpus = copy(stores, "corpus.zarr", tmp_path)
+    delete(corpus / "V" / "c" / "0" / "2")
+    ds = dnmf.open_corpus(corpus)
+    ds.V[:, :64].values  # chunks 0 and 1 are whole
+    with pytest.raises(StoreDamagedError, match="chunk 2 of V"):
+        ds.V.values
