@@ -25,9 +25,43 @@ __all__ = ["file_frames", "open_activations", "open_corpus", "open_model"]
 def _open(path: str | os.PathLike[str], kind: str) -> xr.Dataset:
     read_meta(open_group(path), kind, path)  # a clear error for the wrong or a damaged store
     try:
-        return xr.open_zarr(str(path), consolidated=True)
+        ds = xr.open_zarr(str(path), consolidated=True)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:  # its consolidated copy
         raise damaged(path, exc) from None
+    return _checked(ds, str(path))
+
+
+def _checked(ds: xr.Dataset, path: str) -> xr.Dataset:
+    """``ds`` with each lazy array's chunks checked against the store's records when read
+    (a damaged chunk raises :class:`~dnmf.errors.StoreDamagedError` at ``.values``)."""
+    import dask.array as da
+
+    from dnmf.io.records import load_records
+
+    out = ds
+    for name, var in ds.variables.items():
+        rec = load_records(path, str(name))
+        if rec is None or not isinstance(var.data, da.Array):
+            continue
+        checked = da.map_blocks(
+            _check_block, var.data, rec=rec, dtype=var.dtype, meta=var.data._meta
+        )
+        out = out.assign({name: var.copy(data=checked)}) if name in ds.data_vars else (
+            out.assign_coords({name: var.copy(data=checked)}))  # fmt: skip
+    return out
+
+
+def _check_block(block: Any, rec: Any, block_info: Any = None) -> Any:
+    """Check every chunk that lies whole inside this block (a dask block is whole chunks)."""
+    if block_info is None or rec.n_chunks == 0:
+        return block
+    where = block_info[0]["array-location"]
+    for j in range(rec.n_chunks):
+        region = rec.region(j)
+        if all(lo <= r.start and r.stop <= hi for (lo, hi), r in zip(where, region, strict=True)):
+            rec.check(j, block[tuple(slice(r.start - lo, r.stop - lo) for (lo, _), r
+                                     in zip(where, region, strict=True))])  # fmt: skip
+    return block
 
 
 def open_corpus(path: str | os.PathLike[str]) -> xr.Dataset:

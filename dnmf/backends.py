@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from dnmf.io.blocks import absolute, open_array
+from dnmf.io.blocks import absolute, open_array, read_checked
 from dnmf.nmf.divergence import check_nonnegative
 from dnmf.nmf.plan import Visit, blocks_of, tree_sum
 from dnmf.nmf.visit import Stats, VisitParams, add_stats, visit_block, visit_task
@@ -146,13 +146,14 @@ def sample_columns(V: Any, n_frames: int, seed: int) -> np.ndarray:
 
 
 def _summary_task(V_url: str, block: int, start: int, stop: int) -> tuple[float, float]:
-    V = np.asarray(open_array(V_url)[:, start:stop])
+    V = read_checked(V_url, start, stop)
     check_nonnegative(V, where=f"V of chunk {block}", frame_offset=start)
     return float(V.sum(dtype=np.float64)), float(V.size)
 
 
 def _sample_task(V_url: str, columns: np.ndarray) -> np.ndarray:
-    return np.asarray(open_array(V_url).get_orthogonal_selection((slice(None), columns)))
+    lo, hi = int(columns[0]), int(columns[-1]) + 1  # one block's columns, in frame order
+    return read_checked(V_url, lo, hi)[:, columns - lo]
 
 
 def _call_one_thread(fn: Callable[..., Any], item: Any, *args: Any, **kwargs: Any) -> Any:

@@ -71,6 +71,25 @@ def _describe_model(model: Any) -> dict[str, Any]:
     }
 
 
+def _values(corpus: Any) -> dict[str, Any]:
+    """mean, min, max and non-finite count of V, from its chunk records (never a pass over V
+    but once for a store of an older dnmf, which then gets them recorded)."""
+    import sys
+
+    import numpy as np
+
+    if corpus.n_frames == 0:
+        return {"v_mean": None, "v_min": None, "v_max": None, "nonfinite": 0}
+    st = corpus.v_records(say=lambda line: print(line, file=sys.stderr)).stats
+    n = corpus.n_frames * corpus.features.n_bins
+    return {
+        "v_mean": float(np.sum(st["sum"]) / n),
+        "v_min": float(np.nanmin(st["min"])),
+        "v_max": float(np.nanmax(st["max"])),
+        "nonfinite": int(np.sum(st["nonfinite"])),
+    }
+
+
 def _describe_corpus(corpus: Any) -> dict[str, Any]:
     files = corpus.files()
     status = Counter(r.status for r in files)
@@ -89,6 +108,7 @@ def _describe_corpus(corpus: Any) -> dict[str, Any]:
         "chunks": -(-corpus.n_frames // corpus.chunk_frames),
         "hours": seconds / 3600,
         "features": corpus.meta["features"],
+        **_values(corpus),
         "ingest_runs": len(corpus.meta.get("ingest_history", [])),
         "last_ingest": (corpus.meta.get("ingest_history") or [None])[-1],
         "skipped": [{"file": r.file, "error": r.error} for r in files if r.status == "skipped"],

@@ -27,6 +27,7 @@ from dnmf.io.activations import create_frame_arrays, write_file_table
 from dnmf.io.corpus import CorpusStore
 from dnmf.io.dictionary import dictionary_fingerprint
 from dnmf.io.model import ModelStore
+from dnmf.io.records import update_records
 from dnmf.io.store import array, consolidate, open_group, read_meta, write_meta
 
 if TYPE_CHECKING:
@@ -42,25 +43,31 @@ TABLE = {"file": str, "first_frame": "int64", "n_frames": "int64", "status": str
 def export_chunk(
     start: int, corpus: str, store: str, W: np.ndarray, *, chunk_frames: int, n_frames: int,
     beta: float, n_iter: int, tol: float, l1_reg: float, l2_reg: float, solver: str = "mu",
-) -> tuple[int, float, int]:  # fmt: skip
+) -> tuple[int, float, int, dict[str, dict[str, Any]]]:  # fmt: skip
     """The task of one corpus chunk: solve its activations (the halo of an exact solve
-    read around it when the model has several lags) and write that chunk of ``H``,
-    ``time`` and ``file_index`` whole."""
+    read around it when the model has several lags, every chunk of V read checked
+    against the corpus's records) and write that chunk of ``H``, ``time`` and
+    ``file_index`` whole; returns their chunk records too."""
+    from dnmf.io.blocks import read_checked
+    from dnmf.io.records import chunk_record
     from dnmf.nmf.solver import solve_block
 
     stop = min(start + chunk_frames, n_frames)
-    src = zarr.open_group(corpus, mode="r", zarr_format=3, use_consolidated=False)
-    V = array(src, "V")
     W = np.array(W, order="C", copy=True)  # aligned, as in the learner's tasks
     H, loss, iters = solve_block(
-        lambda lo, hi: np.asarray(V[:, lo:hi]), start, stop, n_frames, W, beta=beta,
-        n_iter=n_iter, tol=tol, l1_reg=l1_reg, l2_reg=l2_reg, solver=solver,
+        lambda lo, hi: read_checked(f"{corpus}/V", lo, hi), start, stop, n_frames, W,
+        beta=beta, n_iter=n_iter, tol=tol, l1_reg=l1_reg, l2_reg=l2_reg, solver=solver,
     )  # fmt: skip
     dst = zarr.open_group(store, mode="r+", zarr_format=3, use_consolidated=False)
-    array(dst, "H")[:, start:stop] = H
-    array(dst, "time")[start:stop] = array(src, "time")[start:stop]
-    array(dst, "file_index")[start:stop] = array(src, "file_index")[start:stop]
-    return start, loss, iters
+    written = {
+        "H": np.ascontiguousarray(H, dtype=np.float32),
+        "time": read_checked(f"{corpus}/time", start, stop),
+        "file_index": read_checked(f"{corpus}/file_index", start, stop),
+    }
+    array(dst, "H")[:, start:stop] = written["H"]
+    for name in ("time", "file_index"):
+        array(dst, name)[start:stop] = written[name]
+    return start, loss, iters, {name: chunk_record(v) for name, v in written.items()}
 
 
 def export_settings(n_iter: int, tol: float) -> dict[str, Any]:
@@ -157,6 +164,7 @@ def export(
             f"{str(model_path)!r} was learned on; learn the model again"
         )
     store = Path(output) if output is not None else Path(model_path).parent / "activations.zarr"
+    corpus.check_values(corpus.v_records(say=_say))
     W = model.templates
     beta = model.config.beta
     settings = export_settings(n_iter, tol)
@@ -193,9 +201,12 @@ def export(
             c, f"{src}/V", block_frames=corpus.chunk_frames, n_frames=corpus.n_frames
         )
         with reporter("export", len(starts), enabled=progress, fields="chunks") as bar:
+            fresh: dict[str, dict[int, dict[str, Any]]] = {}
 
-            def done(out: tuple[int, float, int]) -> None:
+            def done(out: tuple[int, float, int, dict[str, Any]]) -> None:
                 result.loss += out[1]
+                for name, rec in out[3].items():
+                    fresh.setdefault(name, {})[out[0] // corpus.chunk_frames] = rec
                 bar.update(advance=1)
 
             backend.map_blocks(
@@ -205,6 +216,10 @@ def export(
             )  # fmt: skip
     files = corpus.files()
     write_file_table(group, [{name: getattr(r, name) for name in TABLE} for r in files], TABLE)
+    update_records(
+        group, ["H", "time", "file_index", *TABLE], fresh=fresh,
+        keep_below=dict.fromkeys(("H", "time", "file_index"), start // corpus.chunk_frames),
+    )  # fmt: skip
     write_meta(
         group,
         {
@@ -224,6 +239,12 @@ def export(
     result.chunks = len(starts)
     result.wall_seconds = time.perf_counter() - t0
     return result
+
+
+def _say(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr)
 
 
 def _create(store: Path, corpus: CorpusStore, rank: int) -> None:

@@ -416,13 +416,19 @@ def ingest(
         for ch in last_chunk_of_row.values():
             files_done_in_chunk[ch] = files_done_in_chunk.get(ch, 0) + 1
         _run(c, chunk_futures, files_done_in_chunk, seconds_of_chunk, len(pending), progress, t0)
+        # The chunks' records (checksums; V's sum, min, max), read back where they lie.
+        chunk_records = corpus.record_new_chunks(
+            pos, map=lambda fn, js: c.gather(c.map(fn, js, pure=False))
+        )
 
         result.added = [records[row].file for row, _ in pending]
         result.frames_added = sum(frames_of_row.values())
         result.seconds_added = sum(records[row].duration for row, _ in pending)
     result.wall_seconds = time.perf_counter() - t0
     assert corpus is not None
-    corpus.commit(records, pos, _history(started, t0, result, len(to_probe)))
+    corpus.commit(
+        records, pos, _history(started, t0, result, len(to_probe)), chunk_records=chunk_records
+    )
     return result
 
 

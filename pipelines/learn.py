@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dnmf.cluster import check_compute_options
-from dnmf.errors import DnmfError, DnmfPathError, DnmfUsageError
+from dnmf.errors import DnmfError, DnmfPathError, DnmfUsageError, StoreDamagedError
 from dnmf.io.corpus import CorpusStore
 from dnmf.io.model import ModelStore
+from dnmf.io.records import update_records
 from dnmf.io.store import read_meta, write_meta
 from dnmf.nmf.config import LearnConfig
 from dnmf.nmf.init import Informed, h_init_of
@@ -31,8 +33,6 @@ from dnmf.nmf.learner import Progress, check_config, learn, loss_to_error, start
 from dnmf.nmf.state import LearnState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from distributed import Client
 
 __all__ = ["LearnResult", "learn_corpus", "resolve_corpus"]
@@ -158,6 +158,8 @@ def learn_corpus(
     with connect(workers, scheduler, client=client) as c:
         result.workers = len(c.scheduler_info(n_workers=-1).get("workers", {}))
         result.dashboard = _dashboard(c)
+        if state is None:  # the corpus checked and its mean taken from its records, not V
+            mean = corpus_mean(corpus, map=cluster_map(c))
         if not resume:
             model = ModelStore.create(model_path, config, corpus, block_frames=block_frames)
             _write_axes(model, config, corpus, informed)
@@ -166,8 +168,6 @@ def learn_corpus(
         )
         if state is None:
             try:
-                total, count = backend.summary()
-                mean = total / max(count, 1.0)
                 state = start_state(config, backend, informed=informed, W_init=W_init, mean=mean)
             except DnmfError:
                 if not resume:  # the store was made for this run and holds nothing yet
@@ -180,14 +180,50 @@ def learn_corpus(
         else:
             result.resumed_from_step = state.global_step
         h_init = h_init_of(config, informed)
-        run_epochs(
-            lambda s, report: learn(
-                config, backend, s, h_init=h_init, on_step=report,
-                checkpoint=model.save_checkpoint,
-            ),
-            state, model, result, epochs=config.epochs, progress=progress, on_step=on_step, t0=t0,
-        )  # fmt: skip
+        try:
+            _run_learning(config, backend, model, result, state, h_init, progress, on_step, t0)
+        except StoreDamagedError:
+            if not resume:  # a damaged corpus chunk: the model learned from it is not kept
+                shutil.rmtree(model_path, ignore_errors=True)
+            raise
     return result
+
+
+def _run_learning(
+    config: LearnConfig, backend: Any, model: ModelStore, result: LearnResult, state: LearnState,
+    h_init: Any, progress: bool, on_step: Any, t0: float,
+) -> None:  # fmt: skip
+    run_epochs(
+        lambda s, report: learn(
+            config, backend, s, h_init=h_init, on_step=report, checkpoint=model.save_checkpoint
+        ),
+        state, model, result, epochs=config.epochs, progress=progress, on_step=on_step, t0=t0,
+    )  # fmt: skip
+
+
+def corpus_mean(corpus: CorpusStore, *, map: Any = None) -> float:
+    """mean(V) over the committed frames, from the per-chunk records (no pass over V),
+    after refusing NaN, infinite or negative values the records count.
+
+    The chunk sums are added in the fixed tree of the learner's reductions, so with
+    one block per chunk the mean is bitwise the one a pass over the blocks takes.
+    """
+    import sys
+
+    from dnmf.nmf.plan import tree_sum
+
+    rec = corpus.v_records(map=map, say=lambda line: print(line, file=sys.stderr))
+    corpus.check_values(rec)
+    assert rec.stats is not None
+    n = -(-corpus.n_frames // corpus.chunk_frames)
+    parts = [(float(rec.stats["sum"][j]), float(rec.count(j))) for j in range(n)]
+    total, count = tree_sum(parts, lambda a, b: (a[0] + b[0], a[1] + b[1]))
+    return float(total / max(count, 1.0))
+
+
+def cluster_map(client: Client) -> Callable[[Any, list[Any]], list[Any]]:
+    """``map(fn, items)`` as tasks on ``client`` (reading back chunk records where they lie)."""
+    return lambda fn, items: list(client.gather(client.map(fn, items, pure=False)))
 
 
 def _write_axes(
@@ -217,6 +253,7 @@ def _write_axes(
         lag[:] = np.arange(cfg.lags) * (feats.hop_length / feats.sr)
         coords.append("lag_time")
     g["W"].attrs["coordinates"] = " ".join(coords)
+    update_records(g, [n for n in ("label", "lag_time") if n in g])
     write_meta(g, meta)
     model.meta = read_meta(g, model.kind, model.path)
 

@@ -77,6 +77,19 @@ class LockInfo:
         return f"pid {self.pid} on host {self.host}, started {_iso(self.started)}"
 
 
+#: The commands that take a store's lock (``dnmf run`` for a whole pipeline folder).
+WRITERS = ("run", "ingest", "learn", "export", "transform", "separate")
+
+
+def holder(info: LockInfo) -> str:
+    """The command that holds a lock, as a user would type it (``dnmf ingest``)."""
+    words = info.command.split()
+    for i, word in enumerate(words[1:], start=1):
+        if word in WRITERS and Path(words[i - 1]).name in ("dnmf", "-m", "dnmf.cli", "__main__.py"):
+            return f"dnmf {word}"
+    return "dnmf run"
+
+
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
@@ -183,7 +196,8 @@ class RunLock:
                     else "--break-lock clears only a stale lock; stop that run first"
                 )
                 raise StoreLockedError(
-                    f"{str(self.path.parent)!r} is locked by a running dnmf run ({other.owner()}, "
+                    f"{str(self.path.parent)!r} is locked by a running {holder(other)} "
+                    f"({other.owner()}, "
                     f"heartbeat {beat:.0f} s ago); {hint}"
                 )
             if not break_stale:

@@ -7,7 +7,9 @@ import json
 import re
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -208,3 +210,26 @@ def print_skipped(skipped: list[dict[str, str]]) -> None:
     typer.echo(f"skipped {n} file{'' if n == 1 else 's'} that could not be ingested:", err=True)
     for s in skipped:
         typer.echo(f"  {s['file']}: {s['error']}", err=True)
+
+
+@contextmanager
+def store_lock(*outputs: str | Path) -> Iterator[None]:
+    """Hold the lock of the folder each output lies in while a single command writes.
+
+    The lock is ``run.lock`` in that folder, the one ``dnmf run`` takes for its
+    pipeline folder (:class:`pipelines.lock.RunLock`): a second writer, or a
+    ``dnmf run`` of that folder, refuses with exit code 2 naming the holder.
+    """
+    from pipelines.lock import RunLock
+
+    folders = sorted({Path(p).absolute().parent for p in outputs})
+    held: list[RunLock] = []
+    try:
+        for folder in folders:
+            lock = RunLock(folder / "run.lock")
+            lock.acquire()
+            held.append(lock)
+        yield
+    finally:
+        for lock in reversed(held):
+            lock.release()

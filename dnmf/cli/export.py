@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from dnmf.cli._common import JsonOpt, QuietOpt, SchedulerOpt, WorkersOpt, handle_errors, print_json
+from dnmf.cli._common import (
+    JsonOpt,
+    QuietOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    handle_errors,
+    print_json,
+    store_lock,
+)
 
 
 @handle_errors
@@ -46,15 +54,15 @@ def export_command(
     from dnmf.io.paths import check_output
     from pipelines.export import export
 
-    check_output(
+    store = check_output(
         output if output is not None else model.parent / "activations.zarr",
         what="activations store",
     )
-
-    result = export(
-        model, output, n_iter=n_iter, tol=tol, workers=workers, scheduler=scheduler,
-        progress=not quiet,
-    )  # fmt: skip
+    with store_lock(store):
+        result = export(
+            model, output, n_iter=n_iter, tol=tol, workers=workers, scheduler=scheduler,
+            progress=not quiet,
+        )  # fmt: skip
     if json_out:
         print_json(result.as_dict())
     elif not quiet:

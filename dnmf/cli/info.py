@@ -14,6 +14,12 @@ from dnmf.words import count
 @handle_errors
 def info_command(
     store: Annotated[Path, typer.Argument(help="A corpus, model or activations store.")],
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Read every chunk and check it against the store's chunk records."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Summarise a dnmf store: files, frames, hours of audio, settings, skipped files.
@@ -23,10 +29,18 @@ def info_command(
         dnmf info recordings.dnmf/corpus.zarr
 
         dnmf info recordings.dnmf/corpus.zarr --json | jq .hours
+
+        dnmf info recordings.dnmf/model.zarr --check
     """
     from dnmf.info import describe
 
     summary = describe(store)
+    if check:
+        from dnmf.io.checked import verify_store
+
+        checked = verify_store(store)
+        summary["checked_chunks"] = sum(checked.values())
+        summary["checked_arrays"] = len(checked)
     if json_out:
         print_json(summary)
         return
@@ -37,6 +51,9 @@ def _print(s: dict[str, Any]) -> None:
     echo = typer.echo
     echo(f"{s['store']}: dnmf {s['kind']} store (format {s['format_version']}, "
          f"written by dnmf {s['dnmf_version']})")  # fmt: skip
+    if "checked_chunks" in s:
+        echo(f"  checked    {count(s['checked_chunks'], 'chunk')} of "
+             f"{count(s['checked_arrays'], 'array')}: every one matches its record")  # fmt: skip
     if s["kind"] == "corpus":
         by_status = ", ".join(f"{n} {k}" for k, n in s["files_by_status"].items())
         echo(f"  files      {s['files']} ({by_status or 'none'})")
@@ -45,6 +62,9 @@ def _print(s: dict[str, Any]) -> None:
         f = s["features"]
         echo(f"  features   {f['features']} sr={f['sr']} n_fft={f['n_fft']} "
              f"hop_length={f['hop_length']} power={f['power']} ({s['bins']} bins)")  # fmt: skip
+        if s.get("v_mean") is not None:
+            echo(f"  values     mean {s['v_mean']:.6g}, min {s['v_min']:.6g}, "
+                 f"max {s['v_max']:.6g}, {s['nonfinite']} non-finite")  # fmt: skip
         echo(f"  source     {s['source']}")
         echo(f"  ingests    {s['ingest_runs']}")
         for r in s["skipped"]:

@@ -15,6 +15,7 @@ from dnmf.cli._common import (
     handle_errors,
     print_json,
     print_skipped,
+    store_lock,
 )
 from dnmf.words import count
 
@@ -71,15 +72,17 @@ def ingest_command(
     from dnmf.io.paths import check_output
     from pipelines.ingest import default_store, ingest
 
-    check_output(output if output is not None else default_store(corpus_dir), what="corpus store")
-
+    store = check_output(
+        output if output is not None else default_store(corpus_dir), what="corpus store"
+    )
     cfg = FeatureConfig.from_options(
         sr=sr, n_fft=n_fft, hop_length=hop_length, features=features, n_mels=n_mels, power=power
     )
-    result = ingest(
-        corpus_dir, output, features=cfg, chunk_frames=chunk_frames, rebuild=rebuild,
-        workers=workers, scheduler=scheduler, progress=not quiet,
-    )  # fmt: skip
+    with store_lock(store):
+        result = ingest(
+            corpus_dir, output, features=cfg, chunk_frames=chunk_frames, rebuild=rebuild,
+            workers=workers, scheduler=scheduler, progress=not quiet,
+        )  # fmt: skip
     if json_out:
         print_json(result.as_dict())
     elif not quiet:

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from dnmf.cli import _learn_options as opts
-from dnmf.cli._common import JsonOpt, QuietOpt, SchedulerOpt, WorkersOpt, handle_errors, print_json
+from dnmf.cli._common import (
+    JsonOpt,
+    QuietOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    handle_errors,
+    print_json,
+    store_lock,
+)
 from dnmf.errors import DnmfUsageError
 from dnmf.words import count
 
@@ -155,11 +163,11 @@ def _run(
 ) -> None:  # fmt: skip
     from pipelines.learn import learn_corpus
 
-    _check_outputs(input_path, output)
-    result = learn_corpus(
-        input_path, output, config=cfg, W_init=W_init, resume=resume, overwrite=overwrite,
-        workers=workers, scheduler=scheduler, progress=not quiet,
-    )  # fmt: skip
+    with store_lock(*_check_outputs(input_path, output)):
+        result = learn_corpus(
+            input_path, output, config=cfg, W_init=W_init, resume=resume, overwrite=overwrite,
+            workers=workers, scheduler=scheduler, progress=not quiet,
+        )  # fmt: skip
     if json_out:
         print_json(result.as_dict())
     elif not quiet:
@@ -188,15 +196,17 @@ def _resume(kwargs: dict[str, Any]) -> tuple[list[str], list[str]] | None:
 learn_command.resume = _resume  # type: ignore[attr-defined]
 
 
-def _check_outputs(input_path: Path, output: Path | None) -> None:
+def _check_outputs(input_path: Path, output: Path | None) -> list[Path]:
     """The stores learn will write (the corpus too when INPUT is an audio folder), checked."""
     from dnmf.io.paths import check_output
     from pipelines.ingest import default_store
 
-    corpus = input_path
+    corpus, out = input_path, []
     if not (input_path / "zarr.json").exists() and input_path.is_dir():
         corpus = check_output(default_store(input_path), what="corpus store")
-    check_output(output if output is not None else corpus.parent / "model.zarr", what="model store")
+        out.append(corpus)
+    model = output if output is not None else corpus.parent / "model.zarr"
+    return [*out, check_output(model, what="model store")]
 
 
 def _print_summary(result: Any, max_epochs: int) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dnmf.cli._common import JsonOpt, QuietOpt, handle_errors, print_json
+from dnmf.cli._common import JsonOpt, QuietOpt, handle_errors, print_json, store_lock
 from dnmf.cli.transform import IterOpt, TolOpt
 from dnmf.words import count
 
@@ -79,14 +79,15 @@ def separate_command(
 
     check_output(output, what="folder for the WAVs")
 
-    d = load_dictionary(model)
-    groups = parse_groups(group) if group else None
-    chosen = parse_components(components) if components is not None else None
-    sources = sources_for(d.rank, groups=groups, components=chosen)
-    paths = separate(
-        d, audio, output, groups=groups, components=chosen, alpha=alpha, n_iter=n_iter,
-        tol=tol, subtype=subtype,
-    )  # fmt: skip
+    with store_lock(output):
+        d = load_dictionary(model)
+        groups = parse_groups(group) if group else None
+        chosen = parse_components(components) if components is not None else None
+        sources = sources_for(d.rank, groups=groups, components=chosen)
+        paths = separate(
+            d, audio, output, groups=groups, components=chosen, alpha=alpha, n_iter=n_iter,
+            tol=tol, subtype=subtype,
+        )  # fmt: skip
     if json_out:
         import soundfile as sf
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dnmf.cli._common import JsonOpt, QuietOpt, handle_errors, print_json
+from dnmf.cli._common import JsonOpt, QuietOpt, handle_errors, print_json, store_lock
 from dnmf.words import count
 
 IterOpt = Annotated[
@@ -62,10 +62,10 @@ def transform_command(
     from dnmf.transform import transform_files
 
     check_output(output, what="activations store")
-
-    result = transform_files(
-        model, audio, output, n_iter=n_iter, tol=tol, overwrite=overwrite, progress=not quiet
-    )
+    with store_lock(output):
+        result = transform_files(
+            model, audio, output, n_iter=n_iter, tol=tol, overwrite=overwrite, progress=not quiet
+        )
     note = resampled_note(result.files, result.sr)
     if note:
         typer.echo(note, err=True)

@@ -22,6 +22,7 @@ __all__ = [
     "block_cache",
     "create_H_buffers",
     "open_array",
+    "read_checked",
     "set_block_cache",
 ]
 
@@ -182,8 +183,24 @@ def set_block_cache(cache: BlockCache | None) -> None:
     _cache = cache
 
 
+def read_checked(url: str, start: int, stop: int, array: Any = None) -> np.ndarray:
+    """Frames ``[start, stop)`` of the Zarr array at ``url`` (``<store>/<name>``), every
+    chunk read checked against the store's records (:mod:`dnmf.io.records`)."""
+    from dnmf.io.checked import read_frames
+    from dnmf.io.records import load_records
+
+    store, _, name = url.rstrip("/").rpartition("/")
+    arr = open_array(url) if array is None else array
+    return read_frames(arr, load_records(store, name), start, stop)
+
+
 class ZarrBlockIO:
-    """A worker's view of one block: ``V`` from the corpus, ``H0``/``H1`` in the model store."""
+    """A worker's view of one block: ``V`` from the corpus, ``H0``/``H1`` in the model store.
+
+    Each chunk of V read is checked against the corpus's records: a missing,
+    truncated or altered chunk raises :class:`~dnmf.errors.StoreDamagedError`
+    naming it, never a block of zeros.
+    """
 
     def __init__(self, V_url: str, H_url: str) -> None:
         self.V_url, self.H_url = V_url, H_url
@@ -194,7 +211,7 @@ class ZarrBlockIO:
         def read() -> np.ndarray:
             if self._V is None:
                 self._V = open_array(self.V_url)
-            return np.asarray(self._V[:, start:stop])
+            return read_checked(self.V_url, start, stop, self._V)
 
         return block_cache().get((self.V_url, start, stop), read)
 

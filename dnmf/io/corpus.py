@@ -12,6 +12,8 @@ Layout (Zarr format 3, DESIGN.md section 2)::
       duration, size, mtime_ns, status, error      (file,)
       attrs["dnmf"] = {kind: "corpus", format_version, features, chunk_frames,
                        n_files, n_frames, source, ingest_history: [...]}
+      chunks/      per-chunk records of every array (dnmf.io.records): a checksum per
+                   chunk, and per chunk of V its sum, min, max and non-finite count
 
 ``n_files`` and ``n_frames`` in the attrs are the committed extent: rows or
 frames past them belong to a run that did not finish and are overwritten by
@@ -31,6 +33,8 @@ import zarr
 
 from dnmf.audio.features import FeatureConfig, frequencies
 from dnmf.errors import StoreMismatchError
+from dnmf.io.checked import read_all
+from dnmf.io.records import ArrayRecords, Fresh, load_records, update_records
 from dnmf.io.store import (
     FILE_CHUNK,
     StorePath,
@@ -81,6 +85,8 @@ class FileRecord:
 
 
 COLUMNS = [f.name for f in dataclasses.fields(FileRecord)]
+#: The arrays along ``frame``, written by ingest's chunk tasks.
+FRAME_ARRAYS = ("V", "time", "file_index")
 
 
 class CorpusStore:
@@ -177,8 +183,12 @@ class CorpusStore:
         n = self.n_files
         if n == 0:
             return []
-        cols = {name: np.asarray(array(self.group, name)[:n]) for name in COLUMNS}
+        cols = {name: self.column(name)[:n] for name in COLUMNS}
         return [FileRecord(**{name: _py(cols[name][i]) for name in COLUMNS}) for i in range(n)]
+
+    def column(self, name: str) -> np.ndarray:
+        """A column of the file table, or another small array, read whole and checked."""
+        return read_all(array(self.group, name), load_records(self.path, name))
 
     def check_features(self, features: FeatureConfig, chunk_frames: int | None = None) -> None:
         """Refuse to append with settings other than the store's, naming the first difference."""
@@ -208,8 +218,33 @@ class CorpusStore:
         if self.V.shape[1] != self.n_frames:
             self.resize_frames(self.n_frames)
 
-    def commit(self, records: list[FileRecord], n_frames: int, history: dict[str, Any]) -> None:
-        """Write the whole file table, then the attrs that make it current."""
+    def record_new_chunks(self, n_frames: int, *, map: Any = None) -> dict[str, Fresh]:
+        """The records of the chunks an append to ``n_frames`` frames wrote (V with its
+        sum, min, max and non-finite count; time; file_index), each read back by
+        ``map(fn, chunks)`` (on the cluster that wrote them; default here, in turn)."""
+        from dnmf.io.records import ArrayRecords, _ReadBack
+
+        cf, first = self.chunk_frames, self.n_frames // self.chunk_frames
+        out: dict[str, Fresh] = {}
+        for name in FRAME_ARRAYS:
+            shape = (self.features.n_bins, n_frames) if name == "V" else (n_frames,)
+            chunks = (self.features.n_bins, cf) if name == "V" else (cf,)
+            rec = ArrayRecords(
+                self.path, name, shape, chunks, np.zeros(0, np.uint32), len(shape) - 1
+            )
+            todo = list(range(first, rec.n_chunks))
+            task = _ReadBack(f"{Path(self.path).resolve()}/{name}", rec, name == "V")
+            got = (map or (lambda fn, items: [fn(j) for j in items]))(task, todo)
+            out[name] = dict(zip(todo, got, strict=True))
+        return out
+
+    def commit(
+        self, records: list[FileRecord], n_frames: int, history: dict[str, Any], *,
+        chunk_records: dict[str, Fresh] | None = None,
+    ) -> None:  # fmt: skip
+        """Write the whole file table, record the chunks written (:mod:`dnmf.io.records`:
+        ``chunk_records`` from :meth:`record_new_chunks`, or read back here), then the
+        attrs that make it current."""
         n = len(records)
         for name in COLUMNS:
             arr = self.group[name]
@@ -218,12 +253,51 @@ class CorpusStore:
                 dtype = FileRecord.DTYPES[name]
                 values = np.array([getattr(r, name) for r in records], dtype=dtype)
                 arr[:] = values  # type: ignore[index]
+        first = self.n_frames // self.chunk_frames  # the committed tail chunk is rewritten
+        update_records(
+            self.group, [*FRAME_ARRAYS, *COLUMNS], fresh=chunk_records,
+            keep_below=dict.fromkeys(FRAME_ARRAYS, first),
+        )  # fmt: skip
         meta = dict(self.meta)
         meta.update(n_files=n, n_frames=int(n_frames))
         meta["ingest_history"] = [*meta.get("ingest_history", []), history]
         write_meta(self.group, meta)
         consolidate(self.path)
         self.meta = read_meta(self.group, self.kind, self.path)
+
+    def v_records(self, *, map: Any = None, say: Any = None) -> ArrayRecords:
+        """The records of V, with its per-chunk sum, min, max and non-finite count.
+
+        A store written by an older dnmf has none: they are computed once (one
+        pass over the store, through ``map`` as in :func:`dnmf.io.records.update_records`),
+        recorded, and ``say`` (e.g. ``print``) is told so in one line.
+        """
+        rec = load_records(self.path, "V")
+        if rec is None or rec.stats is None or rec.shape[1] < self.n_frames:
+            group = zarr.open_group(self.path, mode="r+", zarr_format=3, use_consolidated=False)
+            names = [n for n in (*FRAME_ARRAYS, *COLUMNS, "frequency") if n in group]
+            update_records(group, names, map=map)
+            consolidate(self.path)
+            if say is not None:
+                say(
+                    f"note: corpus {self.path!r} has no chunk records (written by an older "
+                    "dnmf); computed them once, in one pass over the store, and recorded them"
+                )
+            rec = load_records(self.path, "V")
+            assert rec is not None
+        return rec
+
+    def check_values(self, rec: ArrayRecords) -> None:
+        """Refuse NaN, infinite or negative values in V, from its records (a bad chunk is
+        read only to name the first bad entry)."""
+        from dnmf.nmf.divergence import check_nonnegative
+
+        assert rec.stats is not None
+        bad = np.flatnonzero((rec.stats["nonfinite"] > 0) | (rec.stats["min"] < 0))
+        if len(bad):
+            j = int(bad[0])
+            start = j * self.chunk_frames
+            check_nonnegative(rec.read(self.V, j), where=f"V of chunk {j}", frame_offset=start)
 
     def fingerprint(self) -> str:
         """Identity of the committed content: features, chunking and every file's hash."""
@@ -235,7 +309,7 @@ class CorpusStore:
         n = self.n_files
         if n:
             for name in ("content_hash", "first_frame", "n_frames"):
-                values = self.group[name][:n]  # type: ignore[index]
+                values = self.column(name)[:n]
                 h.update("\n".join(str(v) for v in np.asarray(values).tolist()).encode())
         return h.hexdigest()
 

@@ -13,6 +13,9 @@ Layout (Zarr format 3, DESIGN.md section 2)::
       attrs["dnmf"] = {kind: "model", lags, config, v_mean,
                        corpus: {path, fingerprint, ...},
                        block_frames, status, checkpoint: {slot, epoch, ...}}
+      chunks/      the per-chunk records of the root arrays (dnmf.io.records), rewritten
+                   with W and loss at every checkpoint; state/ (scratch to resume from,
+                   written by the learner's tasks) has none
 
 A checkpoint is written to the slot not in use, then the attrs are switched to
 it in one atomic write, so a crash leaves the old checkpoint or the new one
@@ -29,6 +32,8 @@ import numpy as np
 import zarr
 
 from dnmf.errors import StoreMismatchError
+from dnmf.io.checked import read_all
+from dnmf.io.records import load_records, update_records
 from dnmf.io.store import StorePath, array, consolidate, open_group, read_meta, write_meta
 from dnmf.nmf.config import LearnConfig
 
@@ -122,7 +127,7 @@ class ModelStore:
     @property
     def W(self) -> np.ndarray:
         """The dictionary as stored: (bin, component), or (bin, component, lag) for lags > 1."""
-        return np.asarray(self.group["W"][:])  # type: ignore[index]
+        return read_all(array(self.group, "W"), load_records(self.path, "W"))
 
     @property
     def templates(self) -> np.ndarray:
@@ -178,6 +183,7 @@ class ModelStore:
         loss.resize((len(state.losses),))  # type: ignore[union-attr]
         if state.losses:
             loss[:] = np.asarray(state.losses)  # type: ignore[index]
+        update_records(self.group, ["W", "loss"])  # before the attrs switch to this checkpoint
         meta = dict(self.meta)
         meta["checkpoints_written"] = self.meta["checkpoints_written"] + 1
         meta["checkpoint"] = {

@@ -62,6 +62,10 @@ def open_group(path: StorePath, *, mode: str = "r") -> zarr.Group:
                 pass
     except _UNREADABLE as exc:
         raise damaged(path, exc) from None
+    if mode in ("r", "r+"):
+        from dnmf.io.records import check_shapes
+
+        check_shapes(group, str(path))  # an edited zarr.json shape is refused here
     return group
 
 
@@ -124,7 +128,11 @@ def array(group: zarr.Group, name: str) -> zarr.Array:
 
 
 def consolidate(path: StorePath) -> None:
-    """Rewrite the consolidated metadata so readers see the committed state."""
+    """Record the chunks of arrays not recorded yet, then rewrite the consolidated metadata
+    so that readers see the committed state (:mod:`dnmf.io.records`)."""
+    from dnmf.io.records import update_records
+
+    update_records(zarr.open_group(str(path), mode="r+", zarr_format=3, use_consolidated=False))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
         zarr.consolidate_metadata(str(path), zarr_format=3)

@@ -1,0 +1,246 @@
+"""A store is trusted only as far as its commit: per-chunk records, checked by every reader.
+
+Real stores on disk: ingested audio cut into chunks of 32 frames, a model learned
+from it and its activations. Each damage is done to a copy: a chunk file deleted,
+altered in place or truncated, and an edited ``zarr.json`` shape.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from typer.testing import CliRunner
+
+from dnmf.cli import app
+from dnmf.io.store import consolidate
+from tests.conftest import tone, write
+from tests.test_cli_errors import assert_exit_2
+
+runner = CliRunner()
+
+
+def run(*args: object):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def on_cluster(monkeypatch: pytest.MonkeyPatch, scheduler_address: str) -> str:
+    monkeypatch.setenv("DNMF_SCHEDULER", scheduler_address)
+    return scheduler_address
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory, scheduler_address: str) -> Iterator[Path]:
+    """Audio (two files), its corpus in chunks of 32 frames, a rank-2 model, activations."""
+    root = tmp_path_factory.mktemp("integrity")
+    write(root / "audio" / "a.wav", tone(22050, 1.0), 22050)
+    write(root / "audio" / "b.wav", tone(22050, 1.0, 660.0), 22050)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DNMF_SCHEDULER", scheduler_address)
+        for args in (
+            ["ingest", root / "audio", "-o", root / "corpus.zarr", "--chunk-frames", "32", "-q"],
+            ["learn", root / "corpus.zarr", "--rank", "2", "--epochs", "2", "-q"],
+            ["export", root / "model.zarr", "-q"],
+        ):
+            result = run(*args)
+            assert result.exit_code == 0, result.output
+        yield root
+
+
+def copy(stores: Path, name: str, tmp_path: Path) -> Path:
+    dst = tmp_path / name
+    shutil.copytree(stores / name, dst)
+    return dst
+
+
+def delete(path: Path) -> None:
+    path.unlink()
+
+
+def alter(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:10])
+
+
+DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
+    "missing": (delete, "is missing"),
+    "altered": (alter, "does not match the checksum"),
+    "truncated": (truncate, "cannot be read"),
+}
+
+
+def pointing_at(model: Path, corpus: Path) -> Path:
+    """``model`` made to name ``corpus`` as the corpus it was learned on."""
+    g = zarr.open_group(str(model), mode="r+")
+    meta = dict(g.attrs["dnmf"])  # type: ignore[arg-type]
+    g.attrs["dnmf"] = {**meta, "corpus": {**meta["corpus"], "path": str(corpus)}}  # type: ignore[dict-item]
+    consolidate(model)
+    return model
+
+
+def test_every_store_records_its_chunks(stores: Path) -> None:
+    import xarray as xr
+
+    from dnmf.io.checked import verify_store
+    from dnmf.io.records import checksum
+
+    corpus = zarr.open_group(str(stores / "corpus.zarr"), mode="r")
+    V = np.asarray(corpus["V"][:])  # type: ignore[index]
+    recs = xr.open_zarr(stores / "corpus.zarr", group="chunks", consolidated=False)
+    n = -(-V.shape[1] // 32)
+    assert recs.sizes["V_chunk"] == n >= 3
+    for j in range(n):
+        block = V[:, 32 * j : 32 * (j + 1)]
+        assert int(recs.V[j]) == checksum(block)
+        assert float(recs.V_sum[j]) == float(block.sum(dtype=np.float64))
+        assert float(recs.V_min[j]) == block.min() and float(recs.V_max[j]) == block.max()
+        assert int(recs.V_nonfinite[j]) == 0
+    assert "chunks" not in xr.open_zarr(stores / "corpus.zarr").data_vars  # not in the dataset
+    checked = {name: verify_store(stores / name) for name in
+               ("corpus.zarr", "model.zarr", "activations.zarr")}  # fmt: skip
+    assert checked["corpus.zarr"]["V"] == n and checked["corpus.zarr"]["file"] == 1
+    assert checked["model.zarr"]["W"] == 1 and checked["activations.zarr"]["H"] == n
+    result = run("info", stores / "corpus.zarr", "--check")
+    assert result.exit_code == 0, result.output
+    assert "every one matches its record" in result.output
+
+
+@pytest.mark.parametrize("how", list(DAMAGE))
+def test_a_damaged_corpus_chunk_is_one_sentence_and_nothing_is_written(
+    stores: Path, tmp_path: Path, how: str, on_cluster: str
+) -> None:
+    damage, words = DAMAGE[how]
+    corpus = copy(stores, "corpus.zarr", tmp_path)
+    damage(corpus / "V" / "c" / "0" / "1")
+    where = "chunk 1 of V (frames 32-63)"
+    result = run("learn", corpus, "--rank", "2", "--epochs", "1", "-o", tmp_path / "new.zarr", "-q")
+    assert_exit_2(result, str(corpus), where, words, "re-ingest 'a.wav', 'b.wav'", "--rebuild")
+    assert not (tmp_path / "new.zarr").exists()
+    model = pointing_at(copy(stores, "model.zarr", tmp_path), corpus)
+    assert_exit_2(run("export", model, "-o", tmp_path / "h.zarr", "-q"), where, words)
+    assert not (tmp_path / "h.zarr").exists() or not (tmp_path / "h.zarr" / "chunks").exists()
+    assert_exit_2(run("info", corpus, "--check"), where, words)
+
+
+def test_a_damaged_dictionary_stops_every_reader(
+    stores: Path, tmp_path: Path, on_cluster: str
+) -> None:
+    model = copy(stores, "model.zarr", tmp_path)
+    delete(model / "W" / "c" / "0" / "0")
+    wav = stores / "audio" / "a.wav"
+    for args in (
+        ["export", model, "-o", tmp_path / "h.zarr", "-q"],
+        ["transform", model, wav, "-o", tmp_path / "t.zarr", "-q"],
+        ["separate", model, wav, "-o", tmp_path / "parts", "-q"],
+        ["info", model, "--check"],
+    ):
+        assert_exit_2(run(*args), str(model), "chunk 0 of W is missing", "learn the model again")
+    for name in ("h.zarr", "t.zarr", "parts"):
+        assert not (tmp_path / name).exists(), name
+
+
+def test_a_damaged_activations_chunk_is_found_by_info_check(stores: Path, tmp_path: Path) -> None:
+    acts = copy(stores, "activations.zarr", tmp_path)
+    alter(acts / "H" / "c" / "0" / "2")
+    assert_exit_2(run("info", acts, "--check"), "chunk 2 of H (frames 64-87)", "export")
+
+
+def test_an_edited_shape_is_refused(stores: Path, tmp_path: Path, on_cluster: str) -> None:
+    import dnmf
+    from dnmf.errors import StoreDamagedError
+
+    corpus = copy(stores, "corpus.zarr", tmp_path)
+    meta = json.loads((corpus / "V" / "zarr.json").read_text())
+    meta["shape"][1] -= 20
+    (corpus / "V" / "zarr.json").write_text(json.dumps(meta))
+    consolidate_free = "the metadata of V says shape"
+    for args in (["info", corpus], ["learn", corpus, "--rank", "2", "-o", tmp_path / "m.zarr"]):
+        assert_exit_2(run(*args), str(corpus), consolidate_free)
+    with pytest.raises(StoreDamagedError, match=consolidate_free):
+        dnmf.open_corpus(corpus)
+
+
+def test_a_store_without_records_gets_them_once(
+    stores: Path, tmp_path: Path, on_cluster: str
+) -> None:
+    corpus = copy(stores, "corpus.zarr", tmp_path)
+    shutil.rmtree(corpus / "chunks")  # as an older dnmf wrote it
+    consolidate(corpus)  # records every array again, but V's statistics: not these
+    shutil.rmtree(corpus / "chunks")
+    first = run("learn", corpus, "--rank", "2", "--epochs", "1", "-o", tmp_path / "m1.zarr", "-q")
+    assert first.exit_code == 0, first.output
+    assert first.stderr.splitlines() == [
+        f"note: corpus {str(corpus)!r} has no chunk records (written by an older dnmf); "
+        "computed them once, in one pass over the store, and recorded them"
+    ]
+    again = run("learn", corpus, "--rank", "2", "--epochs", "1", "-o", tmp_path / "m2.zarr", "-q")
+    assert again.exit_code == 0 and again.stderr == "", again.output
+    a, b = (zarr.open_group(str(tmp_path / m), mode="r") for m in ("m1.zarr", "m2.zarr"))
+    np.testing.assert_array_equal(a["W"][:], b["W"][:])  # type: ignore[index]
+
+
+@pytest.mark.parametrize("scale", [1, 10])
+def test_learning_starts_without_reading_V(tmp_path: Path, scale: int) -> None:
+    """The learner's start takes V's mean and checks from the records: zero V chunk reads
+    before the first step, for a corpus of 4 chunks and one of 40."""
+    from distributed import Client, LocalCluster
+    from zarr.storage import LocalStore
+
+    from dnmf.backends import DaskBackend
+    from dnmf.nmf.config import LearnConfig
+    from pipelines.learn import learn_corpus
+    from tests.test_learn import write_corpus
+
+    rng = np.random.default_rng(scale)
+    V = (rng.random((17, 3)) @ rng.random((3, 64 * scale)) + 0.01).astype(np.float32)
+    corpus = write_corpus(tmp_path / "corpus.zarr", V, chunk_frames=16)
+    reads: list[str] = []
+    before_step: list[int] = []
+    get = LocalStore.get
+
+    async def counting_get(self, key, *args, **kwargs):  # type: ignore[no-untyped-def]
+        path = f"{self.root}/{key}"
+        if "corpus.zarr/V/c/" in path:
+            reads.append(path)
+        return await get(self, key, *args, **kwargs)
+
+    class Started(Exception):
+        pass
+
+    def first_step(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        before_step.append(len(reads))
+        raise Started
+
+    cfg = LearnConfig(rank=2, epochs=1, seed=0)
+    with pytest.MonkeyPatch.context() as mp, LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster, Client(cluster) as client:  # fmt: skip
+        mp.setattr(LocalStore, "get", counting_get)
+        mp.setattr(DaskBackend, "step", first_step)
+        with pytest.raises(Started):
+            learn_corpus(corpus, tmp_path / "m.zarr", config=cfg, client=client)
+    assert before_step == [0], reads
+
+
+def test_open_functions_check_the_chunks_they_read(stores: Path, tmp_path: Path) -> None:
+    import dnmf
+    from dnmf.errors import StoreDamagedError
+
+    assert float(dnmf.open_corpus(stores / "corpus.zarr").V.sum()) > 0
+    corpus = copy(stores, "corpus.zarr", tmp_path)
+    delete(corpus / "V" / "c" / "0" / "2")
+    ds = dnmf.open_corpus(corpus)
+    ds.V[:, :64].values  # chunks 0 and 1 are whole
+    with pytest.raises(StoreDamagedError, match="chunk 2 of V"):
+        ds.V.values
