@@ -162,8 +162,9 @@ def learn_corpus(
             model = ModelStore.create(model_path, config, corpus, block_frames=block_frames)
             _write_axes(model, config, corpus, informed)
         backend = DaskBackend(
-            c, f"{corpus_path}/V", model.H_url, block_frames=block_frames, n_frames=corpus.n_frames
-        )
+            c, f"{corpus_path}/V", model.H_url, block_frames=block_frames,
+            n_frames=corpus.n_frames, mask=corpus_mask(config, corpus),
+        )  # fmt: skip
         if state is None:
             try:
                 total, count = backend.summary()
@@ -188,6 +189,40 @@ def learn_corpus(
             state, model, result, epochs=config.epochs, progress=progress, on_step=on_step, t0=t0,
         )  # fmt: skip
     return result
+
+
+def corpus_mask(config: LearnConfig, corpus: CorpusStore) -> Any:
+    """The :class:`dnmf.nmf.mask.MaskSpec` of a run on ``corpus`` (None: unmasked), its
+    user mask store checked against V."""
+    from dnmf.nmf.mask import spec_of
+
+    if not config.masked:
+        return None
+    if config.mask_store:
+        check_mask_store(config.mask_store, corpus)
+    starts = [f.first_frame for f in corpus.files() if f.n_frames > 0]
+    return spec_of(config, power=corpus.features.power, file_starts=starts)
+
+
+def check_mask_store(url: str, corpus: CorpusStore) -> None:
+    """A user mask store must be a Zarr array of V's shape, chunked like V along frames."""
+    from dnmf.io.blocks import open_array
+
+    try:
+        M = open_array(url)
+    except Exception as exc:  # zarr raises several kinds
+        raise DnmfUsageError(
+            f"mask store {url!r} cannot be opened as a Zarr array ({exc}); pass the path of "
+            "an array aligned with V, e.g. mask.zarr"
+        ) from None
+    shape = (corpus.features.n_bins, corpus.n_frames)
+    if tuple(M.shape[:1]) != shape[:1] or M.shape[1] < shape[1]:
+        raise DnmfUsageError(
+            f"mask store {url!r} has shape {tuple(M.shape)}; it must be aligned with V, "
+            f"shape {shape}"
+        )
+    if M.dtype.kind not in "buif":
+        raise DnmfUsageError(f"mask store {url!r} has dtype {M.dtype}; pass bool or float weights")
 
 
 def _write_axes(

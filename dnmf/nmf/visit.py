@@ -12,11 +12,13 @@ for W and its loss, in float64. Nothing here knows Dask: the backends
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from dnmf.nmf.init import HInit, RandomH
+from dnmf.nmf.mask import MaskSpec, block_mask
+from dnmf.nmf.masked import MaskedDen
 from dnmf.nmf.model import window_stats
 from dnmf.nmf.plan import Visit
 
@@ -46,6 +48,8 @@ class VisitParams:
     update_h: bool = True
     h_init: HInit = RandomH()  # noqa: RUF009 (frozen, shared)
     solver: str = "mu"
+    #: Where the weights of a masked run come from (:mod:`dnmf.nmf.mask`); None: no mask.
+    mask: MaskSpec | None = None
 
 
 class BlockIO(Protocol):
@@ -89,13 +93,17 @@ def visit_block(io: BlockIO, visit: Visit, W: np.ndarray, epoch: int, p: VisitPa
     W = np.array(W, order="C", copy=True)
     V = np.require(io.read_V(visit.lo, visit.hi), requirements=["C_CONTIGUOUS", "ALIGNED"])
     H = window_activations(io, visit, W.shape[1], V.dtype, p)
+    mask = block_mask(p.mask, V, visit.lo, visit.hi, getattr(io, "read_M", None))
     s = window_stats(
         V, W, H, start=visit.start - visit.lo, stop=visit.stop - visit.lo, beta=p.beta,
         n_inner=p.n_inner, l1_reg_H=p.l1_H, l2_reg_H=p.l2_H, update_h=p.update_h,
-        solver=p.solver,
+        solver=p.solver, mask=mask,
     )  # fmt: skip
     io.write_H((epoch + 1) % 2, visit.start, visit.stop, s.H)
-    return s.num.astype(np.float64), s.den.astype(np.float64), float(s.loss)
+    den: Any = s.den
+    if p.mask is not None and not isinstance(den, MaskedDen):  # a block the mask keeps whole
+        den = MaskedDen(den, None)
+    return s.num.astype(np.float64), den.astype(np.float64), float(s.loss)
 
 
 def visit_task(
@@ -106,7 +114,8 @@ def visit_task(
     from dnmf.io.blocks import ZarrBlockIO
 
     with one_blas_thread():
-        return visit_block(ZarrBlockIO(V_url, H_url), visit, W, epoch, p)
+        M_url = p.mask.store if p.mask is not None and p.mask.store else ""
+        return visit_block(ZarrBlockIO(V_url, H_url, M_url), visit, W, epoch, p)
 
 
 def add_stats(a: Stats, b: Stats) -> Stats:
