@@ -149,4 +149,10 @@ def block_loss(
         H = io.read_H(buffer, start, stop)
         if scale is not None:
             H = H * scale.astype(H.dtype)[:, None]
+    mask = block_mask(getattr(io, "mask", None), V, start, stop, getattr(io, "read_M", None))
+    if mask is not None:  # a masked run's loss: Σ M d_β
+        from dnmf.nmf.masked import masked_values, weighted_loss
+
+        M = mask.dense(V.shape[0], V.dtype)
+        return weighted_loss(masked_values(V, M), W @ H, M, beta)
     return beta_divergence(V, W, H, beta)
