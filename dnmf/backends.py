@@ -215,6 +215,23 @@ def _summary_task(
     return block_summary(V, block, start, mask, read_M, "chunk")
 
 
+def mask_count_task(item: tuple[int, int], V_url: str, mask: MaskSpec) -> dict[str, float]:
+    """:func:`dnmf.nmf.mask.source_counts` of the frames ``item = (start, stop)`` of a
+    Zarr V (for :func:`Backend.map_blocks`)."""
+    from dnmf.nmf.mask import source_counts
+
+    start, stop = item
+    V = np.asarray(open_array(V_url)[:, start:stop])
+    read_M = None
+    if mask.store:
+        store = open_array(mask.store)
+
+        def read_M(a: int, z: int) -> np.ndarray:
+            return np.asarray(store[:, a:z])
+
+    return source_counts(mask, V, start, read_M)
+
+
 def _sample_task(V_url: str, columns: np.ndarray, mask: MaskSpec | None = None) -> np.ndarray:
     V = np.asarray(open_array(V_url).get_orthogonal_selection((slice(None), columns)))
     if mask is None:

@@ -176,6 +176,8 @@ def learn_corpus(
                 raise
             meta = dict(model.meta)
             meta["v_mean"] = mean  # the corpus's mean entry, for the activations' start
+            if backend.mask is not None:  # what each mask removes, for dnmf info
+                meta["mask"] = count_masked(backend)
             write_meta(model.group, meta)
             model.meta = meta
         else:
@@ -202,6 +204,21 @@ def corpus_mask(config: LearnConfig, corpus: CorpusStore) -> Any:
         check_mask_store(config.mask_store, corpus)
     starts = [f.first_frame for f in corpus.files() if f.n_frames > 0]
     return spec_of(config, power=corpus.features.power, file_starts=starts)
+
+
+def count_masked(backend: Any) -> dict[str, float]:
+    """Entries each mask source of a Dask backend's run removes, over the corpus."""
+    from dnmf.backends import mask_count_task
+
+    parts = backend.map_blocks(
+        mask_count_task, backend.blocks(), backend.V_url, backend.mask,
+        tag=f"mask-count-{backend.token}",
+    )  # fmt: skip
+    total: dict[str, float] = {}
+    for part in parts:
+        for key, value in part.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
 
 
 def check_mask_store(url: str, corpus: CorpusStore) -> None:

@@ -309,3 +309,35 @@ def test_a_masked_fit_reconstructs_the_hidden_entries_better_than_zeros() -> Non
     err_masked = hidden_error(m, m.fit_transform(zeros, mask=keep))
     err_zeros = hidden_error(z, z.fit_transform(zeros))
     assert err_masked < 0.05 < 0.5 * err_zeros
+
+
+def test_learn_cli_masks_silence_and_a_store_and_info_counts_them(
+    tmp_path: Path, scheduler_address: str
+) -> None:
+    import json
+
+    from tests.test_cli import run
+    from tests.test_learn import write_corpus
+
+    rng = np.random.default_rng(15)
+    V = (rng.random((17, 3)) @ rng.random((3, 400)) + 0.01).astype(np.float32)
+    V[:, 120:150] = 0.0  # digital silence: 30 frames
+    corpus = write_corpus(tmp_path / "corpus.zarr", V, chunk_frames=100)
+    M = np.ones(V.shape, dtype=bool)
+    M[:5, 300:340] = False  # 200 entries of the user's
+    z = zarr.create_array(tmp_path / "mask.zarr", shape=M.shape, chunks=(17, 100), dtype=bool,
+                          dimension_names=("bin", "frame"), zarr_format=3)  # fmt: skip
+    z[:] = M
+    out = tmp_path / "m.zarr"
+    args = ["learn", corpus, "--rank", "3", "--epochs", "3", "-o", out, "--scheduler",
+            scheduler_address, "--mask-silence", "-100", "--mask-store", tmp_path / "mask.zarr",
+            "--json", "--quiet"]  # fmt: skip
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    info = json.loads(run("info", out, "--json").stdout)
+    assert info["mask"] == {"store": 200.0, "silence": 30 * 17.0, "all": 710.0, "entries": V.size}
+    text = run("info", out).stdout
+    assert "510 entries removed by silence" in text and "710 entries masked in all" in text
+    bad = run("learn", corpus, "--rank", "3", "-o", tmp_path / "m2.zarr", "--mask-store",
+              tmp_path / "nothing.zarr", "--scheduler", scheduler_address)  # fmt: skip
+    assert bad.exit_code == 2 and "mask store" in bad.output

@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BlockMask", "Holdout", "MaskSpec", "block_mask", "mask_counts", "spec_of"]
+__all__ = [
+    "BlockMask",
+    "Holdout",
+    "MaskSpec",
+    "block_mask",
+    "mask_counts",
+    "source_counts",
+    "spec_of",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,6 +212,33 @@ def mask_counts(mask: BlockMask | None, n_bins: int, n: int) -> tuple[float, flo
         return 0.0, 0.0
     M = mask.dense(n_bins, np.float64)
     return float(np.count_nonzero(M == 0)), float(np.sum(1.0 - M))
+
+
+def source_counts(spec: MaskSpec, V: np.ndarray, lo: int, read_M: Any = None) -> dict[str, float]:
+    """Entries of the frames ``[lo, lo + n)`` each source removes (weight 0), and all together.
+
+    Keys: ``store``, ``silence``, ``boundaries``, ``holdout`` (those the spec
+    has), ``all`` (the union: entries no source keeps) and ``entries``.
+    """
+    hi = lo + V.shape[1]
+    one = MaskSpec(power=spec.power)
+    parts = {
+        "store": replace(one, store=spec.store) if spec.store else None,
+        "silence": replace(one, silence_db=spec.silence_db)
+        if spec.silence_db is not None
+        else None,
+        "boundaries": replace(one, file_starts=spec.file_starts, boundary=spec.boundary)
+        if spec.boundary and spec.file_starts
+        else None,
+        "holdout": replace(one, holdout=spec.holdout) if spec.holdout else None,
+    }
+    out: dict[str, float] = {}
+    for name, part in parts.items():
+        if part is not None:
+            out[name] = mask_counts(block_mask(part, V, lo, hi, read_M), V.shape[0], V.shape[1])[0]
+    out["all"] = mask_counts(block_mask(spec.training(), V, lo, hi, read_M), *V.shape)[0]
+    out["entries"] = float(V.size)
+    return out
 
 
 def spec_of(
