@@ -341,3 +341,78 @@ def test_learn_cli_masks_silence_and_a_store_and_info_counts_them(
     bad = run("learn", corpus, "--rank", "3", "-o", tmp_path / "m2.zarr", "--mask-store",
               tmp_path / "nothing.zarr", "--scheduler", scheduler_address)  # fmt: skip
     assert bad.exit_code == 2 and "mask store" in bad.output
+
+
+# -- dnmf rank --------------------------------------------------------------------------------
+def known_rank(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    W, H = rng.random((32, 4)) ** 2, rng.gamma(0.5, 1, (4, 800))
+    return (rng.poisson(20 * W @ H) / 20).astype(np.float32)  # rank 4, Poisson noise
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_held_out_loss_is_lowest_at_the_true_rank(seed: int) -> None:
+    """The rank search's arithmetic in process (the learner and the scoring dnmf rank runs)."""
+    from dnmf.rank import split_losses
+
+    V = known_rank(seed)
+    spec = MaskSpec(holdout=Holdout(share=0.1, seed=seed))
+    held, train = [], []
+    for rank in (2, 4, 8):
+        r = fit_in_memory(V, LearnConfig(rank=rank, epochs=60, tol=0), block_frames=800, mask=spec)
+        t, h, n_t, n_h = split_losses(V, r.W, r.H, spec, 0, 1.0)
+        held.append(h / n_h)
+        train.append(t / n_t)
+    assert int(np.argmin(held)) == 1 and train == sorted(train, reverse=True)
+
+
+def test_rank_cli_writes_results_and_refuses_bad_ranks(
+    tmp_path: Path, scheduler_address: str
+) -> None:
+    import json
+
+    from tests.test_cli import run
+    from tests.test_learn import write_corpus
+
+    corpus = write_corpus(tmp_path / "corpus.zarr", known_rank(), chunk_frames=400)
+    out = tmp_path / "rank"
+    result = run("rank", corpus, "--ranks", "4,2", "--epochs", "3", "-o", out, "--scheduler",
+                 scheduler_address, "--json", "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    assert r["ranks"] == [2, 4] and r["best_rank"] in (2, 4)
+    assert json.loads((out / "rank.json").read_text())["heldout_loss"] == r["heldout_loss"]
+    assert (out / "rank2.zarr").is_dir() and (out / "rank4.zarr").is_dir()
+    text = run("rank", corpus, "--ranks", "2", "--epochs", "2", "-o", out, "--scheduler",
+               scheduler_address, "--quiet")  # fmt: skip
+    assert text.exit_code == 0 and "lowest held-out loss" in text.stdout
+    bad = run("rank", corpus, "--ranks", "4,x")
+    assert bad.exit_code == 2 and "--ranks" in bad.output
+
+
+@pytest.mark.slow
+def test_rank_finds_the_true_rank_by_held_out_loss(tmp_path: Path, scheduler_address: str) -> None:
+    import json
+
+    from tests.test_cli import run
+    from tests.test_learn import write_corpus
+
+    V = known_rank()
+    corpus = write_corpus(tmp_path / "corpus.zarr", V, chunk_frames=800)
+    out = tmp_path / "rank"
+    result = run("rank", corpus, "--ranks", "8,2,4", "--epochs", "60", "--tol", "0", "-o",
+                 out, "--scheduler", scheduler_address, "--json", "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    assert r["best_rank"] == 4 and r["ranks"] == [2, 4, 8]
+    assert r["train_loss"] == sorted(r["train_loss"], reverse=True)  # training loss only falls
+    assert json.loads((out / "rank.json").read_text())["heldout_loss"] == r["heldout_loss"]
+    assert 0.05 < r["heldout_entries"] / V.size < 0.15
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert r["plot"] is None
+    else:
+        assert (out / "rank.png").stat().st_size > 0
+    bad = run("rank", corpus, "--ranks", "4,x")
+    assert bad.exit_code == 2 and "--ranks" in bad.output
