@@ -152,10 +152,14 @@ def frame_weights(spec: MaskSpec, V: np.ndarray, frame_idx: np.ndarray) -> np.nd
     """The per-frame part of the mask (0/1), or None where it keeps every frame."""
     keep: np.ndarray | None = None
     if spec.silence_db is not None:
+        if spec.power == 1:  # |STFT|: the mean square, one pass, no float64 copy
+            power = np.einsum("ij,ij->j", V, V) / V.shape[0]
+        elif spec.power == 2:
+            power = V.mean(axis=0, dtype=np.float64)
+        else:
+            power = np.mean(np.asarray(V, dtype=np.float64) ** (2.0 / spec.power), axis=0)
         with np.errstate(divide="ignore"):
-            level = 10.0 * np.log10(
-                np.mean(np.asarray(V, dtype=np.float64) ** (2.0 / spec.power), axis=0)
-            )
+            level = 10.0 * np.log10(np.asarray(power, dtype=np.float64))
         keep = level >= spec.silence_db
     if spec.boundary > 0 and spec.file_starts:
         starts = np.asarray(spec.file_starts, dtype=np.int64)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dnmf.nmf import _fused_masked as _fm
 from dnmf.nmf.divergence import EPSILON, BetaLike, FloatArray, beta_name_to_float, update_exponent
 from dnmf.nmf.kernels import ChunkStats, mu_step
 
@@ -42,6 +43,12 @@ __all__ = [
 ]
 
 _FLUSH: float = float(np.finfo(np.float64).eps)
+
+
+def _fits(*arrays: np.ndarray) -> bool:
+    from dnmf.nmf._fused import fits
+
+    return fits(*arrays)
 
 
 def masked_values(V: np.ndarray, M: np.ndarray) -> np.ndarray:
@@ -144,8 +151,13 @@ def update_H_masked(
     WT = np.ascontiguousarray(W.T)
     den_1 = WT @ M if beta == 1 else None
     num_2 = WT @ (M * V) if beta == 2 else None
+    fused = beta == 1 and _fits(V, M)
     for _ in range(n_iter):
-        Q, P = weighted_factors(V, W @ H, M, beta)
+        if fused:
+            Q, P = W @ H, None
+            _fm.w_kl_ratio(V, Q, M)
+        else:
+            Q, P = weighted_factors(V, W @ H, M, beta)
         num = num_2.copy() if Q is None else WT @ Q  # type: ignore[union-attr]
         den = den_1.copy() if P is None else WT @ P  # type: ignore[union-attr]
         del Q, P
@@ -178,8 +190,11 @@ def chunk_stats_masked(
     if update_h and n_inner > 0:
         H = update_H_masked(V, W, H, M, beta=beta, n_iter=n_inner, l1_reg=l1_reg_H, l2_reg=l2_reg_H)
     L = W @ H
-    loss = weighted_loss(V, L, M, beta)
     HT = np.ascontiguousarray(H.T)
+    if beta == 1 and _fits(V, M, L):
+        loss = _fm.w_kl_ratio_loss(V, L, M)  # L is now M V / Λ
+        return ChunkStats(H=H, num=L @ HT, den=M @ HT, loss=loss)
+    loss = weighted_loss(V, L, M, beta)
     Q, P = weighted_factors(V, L, M, beta)
     num = (M * V) @ HT if Q is None else Q @ HT
     den = M @ HT if P is None else P @ HT
