@@ -153,6 +153,8 @@ def update_H_masked(
     num_2 = WT @ (M * V) if beta == 2 else None
     fused = beta == 1 and _fits(V, M)
     for _ in range(n_iter):
+        Q: np.ndarray | None
+        P: np.ndarray | None
         if fused:
             Q, P = W @ H, None
             _fm.w_kl_ratio(V, Q, M)
