@@ -107,7 +107,9 @@ def render_corpus(root: Path, minutes: float, *, seed: int = 0) -> list[Path]:
     import soundfile as sf
 
     if shutil.which("fluidsynth") is None or not SOUNDFONT.exists():
-        raise SystemExit("needs fluidsynth and fluid-soundfont-gm: apt-get install fluidsynth fluid-soundfont-gm")
+        raise SystemExit(
+            "needs fluidsynth and fluid-soundfont-gm: apt-get install fluidsynth fluid-soundfont-gm"
+        )
     n_files = max(1, round(minutes))
     seconds = 60.0 * minutes / n_files
     paths = []

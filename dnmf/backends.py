@@ -17,12 +17,14 @@ learning and export code calls ``submit`` or ``scatter``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from dnmf.io.blocks import absolute, open_array, read_checked
 from dnmf.nmf.divergence import check_nonnegative
+from dnmf.nmf.mask import MaskSpec, block_mask
 from dnmf.nmf.plan import Visit, blocks_of, tree_sum
 from dnmf.nmf.visit import Stats, VisitParams, add_stats, visit_block, visit_task
 
@@ -70,14 +72,27 @@ class MemoryBackend:
     ----------
     V : ndarray of shape (n_bins, n_frames)
     block_frames : int
+    M : ndarray of shape (n_bins, n_frames), optional
+        Weights of the entries (bool or float, >= 0): a masked run. V may hold
+        anything (NaN included) where ``M == 0``.
+    mask : MaskSpec, optional
+        The run's other mask sources (:mod:`dnmf.nmf.mask`); with ``M`` its
+        ``store`` is this array.
     """
 
-    def __init__(self, V: np.ndarray, block_frames: int) -> None:
+    def __init__(
+        self, V: np.ndarray, block_frames: int, *, M: np.ndarray | None = None,
+        mask: MaskSpec | None = None,
+    ) -> None:  # fmt: skip
         self.V = V
         self.n_bins, self.n_frames = V.shape
         self.dtype = V.dtype
         self.block_frames = block_frames
         self.H: list[np.ndarray | None] = [None, None, None]
+        self.M = M
+        if M is not None:
+            mask = MaskSpec(store="memory") if mask is None else replace(mask, store="memory")
+        self.mask = mask
 
     def blocks(self) -> list[tuple[int, int]]:
         return blocks_of(self.n_frames, self.block_frames)
@@ -92,6 +107,10 @@ class MemoryBackend:
         assert H is not None
         return np.ascontiguousarray(H[:, start:stop])
 
+    def read_M(self, start: int, stop: int) -> np.ndarray:
+        assert self.M is not None
+        return np.ascontiguousarray(self.M[:, start:stop])
+
     def write_H(self, buffer: int, start: int, stop: int, H: np.ndarray) -> None:
         if self.H[buffer] is None:
             self.H[buffer] = np.zeros((H.shape[0], self.n_frames), dtype=H.dtype)
@@ -100,14 +119,15 @@ class MemoryBackend:
     def summary(self) -> tuple[float, float]:
         parts = []
         for b, (a, z) in enumerate(self.blocks()):
-            V = self.read_V(a, z)
-            check_nonnegative(V, where=f"V of block {b}", frame_offset=a)
-            parts.append((float(V.sum(dtype=np.float64)), float(V.size)))
+            parts.append(block_summary(self.read_V(a, z), b, a, self.mask, self.read_M, "block"))
         # The same per-block sums and tree as on a cluster: the init scale is bitwise the same.
         return tree_sum(parts, _pair)  # type: ignore[no-any-return]
 
     def sample(self, n_frames: int, seed: int) -> np.ndarray:
-        return sample_columns(self.V, n_frames, seed)
+        if self.mask is None:
+            return sample_columns(self.V, n_frames, seed)
+        idx = sample_index(self.n_frames, n_frames, seed)
+        return masked_columns(self.V[:, idx], idx, self.mask, self.M)
 
     def step(
         self, visits: list[Visit], W: np.ndarray, epoch: int, p: VisitParams, tag: str
@@ -136,6 +156,42 @@ class MemoryBackend:
         return H
 
 
+def block_summary(
+    V: np.ndarray, b: int, a: int, mask: MaskSpec | None, read_M: Any, what: str
+) -> tuple[float, float]:
+    """(sum, count) of one block's V, checked; with a mask, over the entries it keeps (V may
+    hold anything, NaN included, where the mask is 0)."""
+    bm = block_mask(mask, V, a, a + V.shape[1], read_M)
+    if bm is None:
+        check_nonnegative(V, where=f"V of {what} {b}", frame_offset=a)
+        return float(V.sum(dtype=np.float64)), float(V.size)
+    keep = bm.dense(V.shape[0], np.float64) > 0
+    Vk = np.where(keep, V, 0)
+    check_nonnegative(Vk, where=f"V of {what} {b}", frame_offset=a)
+    return float(Vk.sum(dtype=np.float64)), float(np.count_nonzero(keep))
+
+
+def sample_index(total: int, n_frames: int, seed: int) -> np.ndarray:
+    """The frames :func:`sample_columns` takes."""
+    if total <= n_frames:
+        return np.arange(total)
+    return np.sort(np.random.default_rng([seed, 0x534D]).choice(total, n_frames, replace=False))
+
+
+def masked_columns(V: np.ndarray, idx: np.ndarray, mask: MaskSpec, M: Any = None) -> np.ndarray:
+    """Sampled columns ``V[:, idx]`` with the entries the mask removes set to 0 (frame by
+    frame: the per-frame sources see the column alone; ``M`` is the stored mask, whose
+    columns ``idx`` are read)."""
+    stored = None if M is None or mask.store is None else np.asarray(M[:, idx])
+    out = np.array(V, copy=True)
+    for n, f in enumerate(idx):
+        bm = block_mask(mask, out[:, n : n + 1], int(f), int(f) + 1,
+                        (lambda a, z, n=n: stored[:, n : n + 1]) if stored is not None else None)  # type: ignore[index]  # fmt: skip
+        if bm is not None:
+            out[:, n : n + 1] = np.where(bm.dense(V.shape[0], np.float64) > 0, out[:, n : n + 1], 0)
+    return out
+
+
 def sample_columns(V: Any, n_frames: int, seed: int) -> np.ndarray:
     """Up to ``n_frames`` columns of V, chosen from ``seed``, in frame order."""
     total = V.shape[1]
@@ -145,15 +201,57 @@ def sample_columns(V: Any, n_frames: int, seed: int) -> np.ndarray:
     return np.asarray(V[:, idx])
 
 
-def _summary_task(V_url: str, block: int, start: int, stop: int) -> tuple[float, float]:
+def _summary_task(
+    V_url: str, block: int, start: int, stop: int, mask: MaskSpec | None = None
+) -> tuple[float, float]:
     V = read_checked(V_url, start, stop)
-    check_nonnegative(V, where=f"V of chunk {block}", frame_offset=start)
-    return float(V.sum(dtype=np.float64)), float(V.size)
+    read_M = None
+    if mask is not None and mask.store:
+        store = open_array(mask.store)
+
+        def read_M(a: int, z: int) -> np.ndarray:
+            return np.asarray(store[:, a:z])
+
+    return block_summary(V, block, start, mask, read_M, "chunk")
 
 
-def _sample_task(V_url: str, columns: np.ndarray) -> np.ndarray:
+def mask_count_task(item: tuple[int, int], V_url: str, mask: MaskSpec) -> dict[str, float]:
+    """:func:`dnmf.nmf.mask.source_counts` of the frames ``item = (start, stop)`` of a
+    Zarr V (for :func:`Backend.map_blocks`)."""
+    from dnmf.nmf.mask import source_counts
+
+    start, stop = item
+    V = np.asarray(open_array(V_url)[:, start:stop])
+    read_M = None
+    if mask.store:
+        store = open_array(mask.store)
+
+        def read_M(a: int, z: int) -> np.ndarray:
+            return np.asarray(store[:, a:z])
+
+    return source_counts(mask, V, start, read_M)
+
+
+def _sample_task(V_url: str, columns: np.ndarray, mask: MaskSpec | None = None) -> np.ndarray:
     lo, hi = int(columns[0]), int(columns[-1]) + 1  # one block's columns, in frame order
-    return read_checked(V_url, lo, hi)[:, columns - lo]
+    V = read_checked(V_url, lo, hi)[:, columns - lo]
+    if mask is None:
+        return V
+    M = None
+    if mask.store:
+        M = np.asarray(open_array(mask.store).get_orthogonal_selection((slice(None), columns)))
+        return masked_columns(V, columns, mask, _Columns(M, columns))
+    return masked_columns(V, columns, mask, M)
+
+
+class _Columns:
+    """A stored mask's sampled columns, indexed as :func:`masked_columns` indexes ``M``."""
+
+    def __init__(self, M: np.ndarray, columns: np.ndarray) -> None:
+        self.M, self.columns = M, columns
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.M
 
 
 def _call_one_thread(fn: Callable[..., Any], item: Any, *args: Any, **kwargs: Any) -> Any:
@@ -178,11 +276,14 @@ class DaskBackend:
         Frames per block; should divide V's chunk along frames.
     n_frames : int, optional
         Frames of V to use (the corpus's committed extent); default all.
+    mask : MaskSpec, optional
+        A masked run's mask sources, computed per block on the workers
+        (:mod:`dnmf.nmf.mask`); a stored mask by its (absolute) URL.
     """
 
     def __init__(
         self, client: Client, V_url: str, H_url: str = "", *, block_frames: int,
-        n_frames: int | None = None,
+        n_frames: int | None = None, mask: MaskSpec | None = None,
     ) -> None:  # fmt: skip
         # Workers may run elsewhere, in another working directory: ship absolute paths.
         V_url, H_url = absolute(V_url), absolute(H_url) if H_url else ""
@@ -195,7 +296,10 @@ class DaskBackend:
         self.block_frames = block_frames
         from dask.base import tokenize
 
-        self.token = tokenize(V_url, H_url, block_frames, self.n_frames)[:10]
+        if mask is not None and mask.store:
+            mask = replace(mask, store=absolute(mask.store))
+        self.mask = mask
+        self.token = tokenize(V_url, H_url, block_frames, self.n_frames, mask)[:10]
         self._held: Any = None  # the last step's W on the cluster (see step)
 
     def blocks(self) -> list[tuple[int, int]]:
@@ -227,7 +331,9 @@ class DaskBackend:
     def summary(self) -> tuple[float, float]:
         c = self.client
         leaves = [
-            c.submit(_summary_task, self.V_url, b, a, z, key=f"dnmf-check-{self.token}-{b}")
+            c.submit(
+                _summary_task, self.V_url, b, a, z, self.mask, key=f"dnmf-check-{self.token}-{b}"
+            )
             for b, (a, z) in enumerate(self.blocks())
         ]
         root = tree_sum(leaves, lambda x, y: c.submit(_pair, x, y, pure=False))
@@ -246,7 +352,11 @@ class DaskBackend:
             if len(cols):
                 parts.append(
                     self.client.submit(
-                        _sample_task, self.V_url, cols, key=f"dnmf-sample-{self.token}-{b}"
+                        _sample_task,
+                        self.V_url,
+                        cols,
+                        self.mask,
+                        key=f"dnmf-sample-{self.token}-{b}",
                     )
                 )
         return np.concatenate(self.client.gather(parts), axis=1)

@@ -68,6 +68,7 @@ def _describe_model(model: Any) -> dict[str, Any]:
         "losses": losses,
         "converged": model.meta.get("converged", False),
         "checkpoint_step": ck.get("global_step"),
+        "mask": model.meta.get("mask"),
     }
 
 

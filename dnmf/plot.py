@@ -281,3 +281,21 @@ def _save(fig: Any, path: Path, plt: Any) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def rank_figure(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Held-out and training loss per entry against rank (``dnmf rank``'s ``rank.json``)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ranks = result["ranks"]
+    ax.plot(ranks, result["heldout_loss"], "o-", label="held-out entries")
+    ax.plot(ranks, result["train_loss"], "s--", label="training entries")
+    if result.get("best_rank") is not None:
+        ax.axvline(result["best_rank"], color="grey", lw=0.8, ls=":")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ranks, [str(r) for r in ranks])
+    ax.set_xlabel("rank")
+    ax.set_ylabel(f"{beta_label(result['beta'])} per entry")
+    ax.set_title(f"held-out share {result['holdout']:g}: best rank {result.get('best_rank')}")
+    ax.legend()
+    return _save(fig, Path(path), plt)

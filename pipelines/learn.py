@@ -164,8 +164,9 @@ def learn_corpus(
             model = ModelStore.create(model_path, config, corpus, block_frames=block_frames)
             _write_axes(model, config, corpus, informed)
         backend = DaskBackend(
-            c, f"{corpus_path}/V", model.H_url, block_frames=block_frames, n_frames=corpus.n_frames
-        )
+            c, f"{corpus_path}/V", model.H_url, block_frames=block_frames,
+            n_frames=corpus.n_frames, mask=corpus_mask(config, corpus),
+        )  # fmt: skip
         if state is None:
             try:
                 state = start_state(config, backend, informed=informed, W_init=W_init, mean=mean)
@@ -175,6 +176,8 @@ def learn_corpus(
                 raise
             meta = dict(model.meta)
             meta["v_mean"] = mean  # the corpus's mean entry, for the activations' start
+            if backend.mask is not None:  # what each mask removes, for dnmf info
+                meta["mask"] = count_masked(backend)
             write_meta(model.group, meta)
             model.meta = meta
         else:
@@ -224,6 +227,55 @@ def corpus_mean(corpus: CorpusStore, *, map: Any = None) -> float:
 def cluster_map(client: Client) -> Callable[[Any, list[Any]], list[Any]]:
     """``map(fn, items)`` as tasks on ``client`` (reading back chunk records where they lie)."""
     return lambda fn, items: list(client.gather(client.map(fn, items, pure=False)))
+
+
+def corpus_mask(config: LearnConfig, corpus: CorpusStore) -> Any:
+    """The :class:`dnmf.nmf.mask.MaskSpec` of a run on ``corpus`` (None: unmasked), its
+    user mask store checked against V."""
+    from dnmf.nmf.mask import spec_of
+
+    if not config.masked:
+        return None
+    if config.mask_store:
+        check_mask_store(config.mask_store, corpus)
+    starts = [f.first_frame for f in corpus.files() if f.n_frames > 0]
+    return spec_of(config, power=corpus.features.power, file_starts=starts)
+
+
+def count_masked(backend: Any) -> dict[str, float]:
+    """Entries each mask source of a Dask backend's run removes, over the corpus."""
+    from dnmf.backends import mask_count_task
+
+    parts = backend.map_blocks(
+        mask_count_task, backend.blocks(), backend.V_url, backend.mask,
+        tag=f"mask-count-{backend.token}",
+    )  # fmt: skip
+    total: dict[str, float] = {}
+    for part in parts:
+        for key, value in part.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
+def check_mask_store(url: str, corpus: CorpusStore) -> None:
+    """A user mask store must be a Zarr array of V's shape, chunked like V along frames."""
+    from dnmf.io.blocks import open_array
+
+    try:
+        M = open_array(url)
+    except Exception as exc:  # zarr raises several kinds
+        raise DnmfUsageError(
+            f"mask store {url!r} cannot be opened as a Zarr array ({exc}); pass the path of "
+            "an array aligned with V, e.g. mask.zarr"
+        ) from None
+    shape = (corpus.features.n_bins, corpus.n_frames)
+    if tuple(M.shape[:1]) != shape[:1] or M.shape[1] < shape[1]:
+        raise DnmfUsageError(
+            f"mask store {url!r} has shape {tuple(M.shape)}; it must be aligned with V, "
+            f"shape {shape}"
+        )
+    if M.dtype.kind not in "buif":
+        raise DnmfUsageError(f"mask store {url!r} has dtype {M.dtype}; pass bool or float weights")
 
 
 def _write_axes(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dnmf.cli import demo, export, info, ingest, learn, plot, run, separate, transform
+from dnmf.cli import demo, export, info, ingest, learn, plot, rank, run, separate, transform
 from dnmf.cli._common import hide_flag_types
 
 hide_flag_types()
@@ -26,6 +26,7 @@ app.command("transform")(transform.transform_command)
 app.command("separate")(separate.separate_command)
 app.command("plot")(plot.plot_command)
 app.command("run")(run.run_command)
+app.command("rank")(rank.rank_command)
 app.command("info")(info.info_command)
 app.command("demo")(demo.demo_command)
 

@@ -89,3 +89,10 @@ def _print(s: dict[str, Any]) -> None:
              f"n_inner={c['n_inner']} norm={c['norm']} seed={c['seed']}")  # fmt: skip
         echo(f"  progress   {s['epochs']} of {c['epochs']} epochs, loss {loss}")
         echo(f"  corpus     {s['corpus']['path']} ({s['corpus']['n_frames']} frames)")
+        if s.get("mask"):
+            m = s["mask"]
+            total = max(m.get("entries", 0.0), 1.0)
+            for name in ("store", "silence", "boundaries", "holdout", "all"):
+                if name in m:
+                    what = "masked in all" if name == "all" else f"removed by {name}"
+                    echo(f"  mask       {int(m[name])} entries {what} ({m[name] / total:.2%})")

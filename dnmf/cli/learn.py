@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from dnmf.cli import _learn_options as opts
+from dnmf.cli import _mask_options as mopts
 from dnmf.cli._common import (
     JsonOpt,
     QuietOpt,
@@ -112,6 +113,9 @@ def learn_command(
     uncorr: opts.UncorrOpt = None,
     fix_w: opts.FixWOpt = False,
     fix_h: opts.FixHOpt = False,
+    mask_store: mopts.MaskStoreOpt = None,
+    mask_silence: mopts.MaskSilenceOpt = None,
+    mask_boundaries: mopts.MaskBoundariesOpt = False,
 ) -> None:
     """Learn an NMF dictionary W (bin x component) from a corpus, on a Dask cluster.
 
@@ -140,6 +144,8 @@ def learn_command(
         dnmf learn corpus.zarr --lags 8 --init-scores notes.csv
 
         dnmf learn corpus.zarr --lags 12 --init drums --drums samples/ --rank 5
+
+        dnmf learn corpus.zarr --rank 64 --mask-silence -80 --mask-store mask.zarr
     """
     if norm.strip().lower() not in ("l2", "max", "none"):
         raise DnmfUsageError(f"--norm {norm!r} is not a normalisation; pass l2, max or none")
@@ -152,6 +158,7 @@ def learn_command(
             beta=beta, epochs=epochs, batch_chunks=batch_chunks, n_inner=inner,
             forget_factor=forget_factor, seed=seed, tol=tol, alpha_W=alpha_w, alpha_H=alpha_h,
             l1_ratio=l1_ratio, norm=norm, checkpoint_every=checkpoint_every, solver=solver,
+            **mopts.mask_options(mask_store, mask_silence, mask_boundaries),
         ),
     )  # fmt: skip
     _run(cfg, W_init, input_path, output, resume, overwrite, workers, scheduler, json_out, quiet)

@@ -195,17 +195,29 @@ def read_checked(url: str, start: int, stop: int, array: Any = None) -> np.ndarr
 
 
 class ZarrBlockIO:
-    """A worker's view of one block: ``V`` from the corpus, ``H0``/``H1`` in the model store.
+    """A worker's view of one block: ``V`` from the corpus, ``H0``/``H1`` in the model store,
+    and the weights ``M`` of a user mask store aligned with V (``M_url``), if any.
 
     Each chunk of V read is checked against the corpus's records: a missing,
     truncated or altered chunk raises :class:`~dnmf.errors.StoreDamagedError`
     naming it, never a block of zeros.
     """
 
-    def __init__(self, V_url: str, H_url: str) -> None:
-        self.V_url, self.H_url = V_url, H_url
+    def __init__(self, V_url: str, H_url: str, M_url: str = "") -> None:
+        self.V_url, self.H_url, self.M_url = V_url, H_url, M_url
         self._V: Any = None
+        self._M: Any = None
         self._H: dict[int, Any] = {}
+
+    def read_M(self, start: int, stop: int) -> np.ndarray:
+        """The mask store's frames ``[start, stop)`` (through the block cache, as V)."""
+
+        def read() -> np.ndarray:
+            if self._M is None:
+                self._M = open_array(self.M_url)
+            return np.asarray(self._M[:, start:stop])
+
+        return block_cache().get((self.M_url, start, stop), read)
 
     def read_V(self, start: int, stop: int) -> np.ndarray:
         def read() -> np.ndarray:

@@ -111,6 +111,16 @@ class LearnConfig(BaseModel):
         CSV of notes ``onset, duration, pitch[, file]`` for score-informed activations.
     onset_tol : float
         Seconds a note's gate is widened at both ends.
+    mask_store : str or None
+        A user mask: path of a Zarr array aligned with V and chunked like it
+        (boolean or float weights, 0 = ignore the entry).
+    mask_silence : float or None
+        Ignore frames whose level is below this many dB (:mod:`dnmf.nmf.mask`).
+    mask_boundaries : bool
+        At ``lags > 1``, ignore the first ``lags - 1`` frames of every file after
+        the first, so that no template straddles two files.
+    holdout : float
+        Share of entries held out (in small seeded tiles) for ``dnmf rank``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -147,6 +157,10 @@ class LearnConfig(BaseModel):
     drums: str | None = None
     scores: str | None = None
     onset_tol: float = Field(0.025, ge=0.0)
+    mask_store: str | None = None
+    mask_silence: float | None = None
+    mask_boundaries: bool = False
+    holdout: float = Field(0.0, ge=0.0, lt=1.0)
 
     @model_validator(mode="before")
     @classmethod
@@ -187,6 +201,11 @@ class LearnConfig(BaseModel):
                 f"solver='hals' is for beta=2 (frobenius) and lags=1, not beta={self.beta:g} and "
                 f"lags={self.lags}; pass solver='mu'"
             )
+        if self.solver == "hals" and self.masked:
+            raise ValueError(
+                "solver='hals' does not take a mask (a weighted HALS needs one Gram matrix per "
+                "bin); pass solver='mu'"
+            )
         if self.fix_W and self.fix_H:
             raise ValueError("fix_W and fix_H together leave nothing to learn; pass one of them")
         return self
@@ -208,6 +227,14 @@ class LearnConfig(BaseModel):
         values.setdefault("schedule", "full")  # written before there was a fast schedule
         values.setdefault("solver", "mu")
         return cls(**values)
+
+    @property
+    def masked(self) -> bool:
+        """Whether the config asks for a mask (:mod:`dnmf.nmf.mask`)."""
+        return bool(
+            self.mask_store or self.mask_silence is not None or self.holdout > 0
+            or (self.mask_boundaries and self.lags > 1)
+        )  # fmt: skip
 
     def penalties(self, n_bins: int, step_frames: int) -> tuple[float, float, float, float]:
         """(l1_W, l2_W, l1_H, l2_H), absolute: scikit-learn's scaling plus libnmfd's sparsity."""

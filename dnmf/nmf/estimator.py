@@ -43,6 +43,7 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative, valida
 from dnmf.errors import DnmfUsageError, describe_validation_error
 from dnmf.nmf.config import LearnConfig
 from dnmf.nmf.divergence import beta_name_to_float
+from dnmf.nmf.estimator_mask import check_masked_X
 from dnmf.nmf.estimator_runs import (
     CHECK_EVERY,
     DaskRun,
@@ -414,7 +415,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             )
 
     # -- fitting ------------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None, W: Any = None, H: Any = None) -> NMF:
+    def fit(self, X: Any, y: Any = None, W: Any = None, H: Any = None, *, mask: Any = None) -> NMF:
         """Learn the dictionary from X.
 
         Parameters
@@ -426,15 +427,24 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             Initial activations with ``init='custom'``.
         H : array-like of shape (n_components, n_features), optional
             Initial components with ``init='custom'``.
+        mask : array-like of shape (n_samples, n_features) or (n_samples,), optional
+            Weights of the entries of X, 0 = missing (bool or float >= 0): the
+            loss becomes ``Σ mask ⊙ d_β(X | W H)`` and X may hold anything (NaN
+            included) where the mask is 0. One weight per sample weights whole
+            frames. Named ``mask``, not ``sample_weight``: it weights entries,
+            and scikit-learn's ``sample_weight`` means one weight per sample with
+            repetition semantics (:mod:`dnmf.nmf.estimator_mask`). NumPy X only.
 
         Returns
         -------
         self : NMF
         """
-        self.fit_transform(X, W=W, H=H)
+        self.fit_transform(X, W=W, H=H, mask=mask)
         return self
 
-    def fit_transform(self, X: Any, y: Any = None, W: Any = None, H: Any = None) -> np.ndarray:
+    def fit_transform(
+        self, X: Any, y: Any = None, W: Any = None, H: Any = None, *, mask: Any = None
+    ) -> np.ndarray:
         """Learn the dictionary from X and return the activations of X.
 
         Parameters
@@ -446,6 +456,8 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             Initial activations with ``init='custom'``.
         H : array-like of shape (n_components, n_features), optional
             Initial components with ``init='custom'``.
+        mask : array-like of shape (n_samples, n_features) or (n_samples,), optional
+            Weights of the entries (see :meth:`fit`).
 
         Returns
         -------
@@ -454,8 +466,16 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         """
         self._validate_params()
         client = client_for(X)
+        M = None
         if client is not None:
+            if mask is not None:
+                raise DnmfUsageError(
+                    "mask= is for a NumPy X; compute the Dask array first, or learn the corpus "
+                    "with dnmf learn --mask-store"
+                )
             X = self._check_dask_X(X)
+        elif mask is not None:
+            X, V, M = check_masked_X(self, computed(X), mask, reset=True)
         else:
             X, V = self._check_X(X, reset=True)
         rank = self._rank(X, W, H)
@@ -465,10 +485,12 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         # blocks (and so the same seeded activations and sums) in memory and on a cluster.
         block_frames = self.batch_size or FULL_BATCH_BLOCK
         cfg = self._config(rank, init, self._seed(), block_frames)
+        if M is not None and cfg.solver == "hals":  # a weighted HALS needs a Gram per bin
+            cfg = cfg.model_copy(update={"solver": "mu"})
         if client is not None:
             run: MemoryRun | DaskRun = DaskRun(client, X, block_frames, rank)
         else:
-            run = MemoryRun(V, block_frames)
+            run = MemoryRun(V, block_frames, M=M)
         try:
             state = start_state_any_rank(cfg, run.backend, W_init)
             if H_init is not None:
@@ -606,7 +628,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         return self
 
     # -- using the dictionary ------------------------------------------------------------------
-    def transform(self, X: Any) -> np.ndarray:
+    def transform(self, X: Any, *, mask: Any = None) -> np.ndarray:
         """Activations of X with the dictionary fixed.
 
         As scikit-learn's ``NMF(solver='mu').transform``: start from
@@ -618,6 +640,9 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Nonnegative data, frames × bins.
+        mask : array-like of shape (n_samples, n_features) or (n_samples,), optional
+            Weights of the entries (see :meth:`fit`): masked entries do not pull
+            the activations; the start is the mean of the kept entries.
 
         Returns
         -------
@@ -625,12 +650,20 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             The activations, in X's dtype.
         """
         check_is_fitted(self)
-        X, V = self._check_X(X, reset=False)
+        M = None
+        if mask is None:
+            X, V = self._check_X(X, reset=False)
+            mean = float(X.mean())
+        else:
+            X, V, M = check_masked_X(self, computed(X), mask, reset=False)
+            mean = float(np.sum(np.where(M > 0, V, 0), dtype=np.float64)) / max(
+                1, int(np.count_nonzero(M))
+            )
         W = self._to_dnmf(self.components_, V.dtype)
         k = W.shape[1]
         cfg = self._config(k, "custom", 0, V.shape[1])
         _, _, l1_H, l2_H = cfg.penalties(V.shape[0], 1)
-        H = np.full((k, V.shape[1]), np.sqrt(X.mean() / k), dtype=V.dtype)
+        H = np.full((k, V.shape[1]), np.sqrt(mean / k), dtype=V.dtype)
         H, n_iter = solve_sklearn(
             V,
             W,
@@ -641,6 +674,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
             l1=l1_H,
             l2=l2_H,
             solver=cfg.solver,
+            M=M,
         )
         self._warn_max_iter(n_iter)
         return self._from_dnmf(H)

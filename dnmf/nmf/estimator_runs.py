@@ -78,8 +78,8 @@ def scaled(H: np.ndarray, blocks: list[tuple[int, int]], pending: np.ndarray | N
 class MemoryRun:
     """The learner in this process: a :class:`MemoryBackend` of ``V``."""
 
-    def __init__(self, V: np.ndarray, block_frames: int) -> None:
-        self.backend = MemoryBackend(V, block_frames)
+    def __init__(self, V: np.ndarray, block_frames: int, M: np.ndarray | None = None) -> None:
+        self.backend = MemoryBackend(V, block_frames, M=M)
 
     def write_initial(self, H: np.ndarray) -> None:
         self.backend.write_H(0, 0, self.backend.n_frames, H)
@@ -225,19 +225,32 @@ def online_step(cfg: LearnConfig, backend: MemoryBackend, state: LearnState, *, 
 
 def solve_sklearn(
     V: np.ndarray, W: np.ndarray, H: np.ndarray, *, beta: float, max_iter: int, tol: float,
-    l1: float, l2: float, solver: str = "mu",
+    l1: float, l2: float, solver: str = "mu", M: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:  # fmt: skip
     """H with W fixed, as scikit-learn's ``_fit_multiplicative_update(update_H=False)``
-    (or HALS sweeps for ``solver='hals'``), with its convergence test every 10."""
+    (or HALS sweeps for ``solver='hals'``), with its convergence test every 10; with
+    weights ``M`` the weighted updates (:mod:`dnmf.nmf.masked`, MU for every β)."""
+    if M is not None:
+        from dnmf.nmf.masked import masked_values, update_H_masked, weighted_loss
 
-    def run(H: np.ndarray, n: int) -> np.ndarray:
-        return update_H(V, W, H, beta=beta, n_iter=n, l1_reg=l1, l2_reg=l2, solver=solver)
+        Mw = np.ascontiguousarray(M, dtype=V.dtype)
+        Vm = masked_values(V, Mw)
+
+        def run(H: np.ndarray, n: int) -> np.ndarray:
+            return update_H_masked(Vm, W, H, Mw, beta=beta, n_iter=n, l1_reg=l1, l2_reg=l2)
+
+        def error(H: np.ndarray) -> float:
+            return loss_to_error(weighted_loss(Vm, W @ H, Mw, beta), beta)
+    else:
+
+        def run(H: np.ndarray, n: int) -> np.ndarray:
+            return update_H(V, W, H, beta=beta, n_iter=n, l1_reg=l1, l2_reg=l2, solver=solver)
+
+        def error(H: np.ndarray) -> float:
+            return loss_to_error(beta_divergence(V, W, H, beta), beta)
 
     if tol <= 0:
         return run(H, max_iter), max_iter
-
-    def error(H: np.ndarray) -> float:
-        return loss_to_error(beta_divergence(V, W, H, beta), beta)
 
     error_at_init = previous = error(H)
     n_iter = 0

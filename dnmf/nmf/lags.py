@@ -261,6 +261,7 @@ def update_H_conv(
     l1_reg: float = 0.0,
     l2_reg: float = 0.0,
     gamma: float | None = None,
+    M: FloatArray | None = None,
 ) -> FloatArray:
     """`n_iter` multiplicative updates of the activations with the templates fixed.
 
@@ -289,6 +290,9 @@ def update_H_conv(
         denominator (libnmfd's ``sparsity_weight`` is an L1).
     gamma : float, optional
         Update exponent; by default :func:`dnmf.nmf.divergence.gamma` of β.
+    M : ndarray of shape (n_bins, n_frames), optional
+        Weights of the entries (:mod:`dnmf.nmf.masked`): ``M ⊙`` in the numerator
+        and the denominator; V must then be 0 where ``M`` is.
 
     Returns
     -------
@@ -312,6 +316,9 @@ def update_H_conv(
     T = W.shape[2]
     Ws = stack_templates(W).astype(H.dtype, copy=False)
     WsT = np.ascontiguousarray(Ws.T)
+    if M is not None:
+        _update_H_conv_masked(V, Ws, WsT, H, M, beta, n_iter, l1_reg, l2_reg, exponent)
+        return H
     num_V = _shift_sum(WsT @ V, k, T) if beta == 2 else None
     # β = 1: Σ_t colsum(W_t) over the lags that stay inside the data.
     den_1 = _edge_den(W.sum(axis=0).astype(H.dtype), n, H.dtype) if beta == 1 else None
@@ -337,6 +344,27 @@ def update_H_conv(
         if beta < 1:
             H[H < _FLUSH] = 0.0
     return H
+
+
+def _update_H_conv_masked(
+    V: np.ndarray, Ws: np.ndarray, WsT: np.ndarray, H: np.ndarray, M: np.ndarray, beta: float,
+    n_iter: int, l1_reg: float, l2_reg: float, exponent: float,
+) -> None:  # fmt: skip
+    """The weighted updates of :func:`update_H_conv`, in place (cheap forms kept: for β = 1
+    the denominator ``Σ_t W_tᵀ shift(M, -t)`` and for β = 2 the numerator, once)."""
+    from dnmf.nmf.masked import weighted_factors
+
+    k, T = H.shape[0], Ws.shape[1] // H.shape[0]
+    den_1 = _shift_sum(WsT @ M, k, T) if beta == 1 else None
+    num_2 = _shift_sum(WsT @ (M * V), k, T) if beta == 2 else None
+    for _ in range(n_iter):
+        Q, P = weighted_factors(V, Ws @ _stack_of(H, T), M, beta)
+        num = num_2.copy() if Q is None else _shift_sum(WsT @ Q, k, T)  # type: ignore[union-attr]
+        den = den_1.copy() if P is None else _shift_sum(WsT @ P, k, T)  # type: ignore[union-attr]
+        del Q, P
+        mu_step(H, num, den, l1_reg=l1_reg, l2_reg=l2_reg, exponent=exponent)
+        if beta < 1:
+            H[H < _FLUSH] = 0.0
 
 
 def _edge_den(cs: np.ndarray, n: int, dtype: Any) -> np.ndarray:
@@ -385,6 +413,7 @@ def chunk_stats_conv(
     l1_reg_H: float = 0.0,
     l2_reg_H: float = 0.0,
     update_h: bool = True,
+    M: FloatArray | None = None,
 ) -> ChunkStats:
     """The per-chunk kernel of NMFD: update H on a window, then the chunk's statistics.
 
@@ -413,6 +442,9 @@ def chunk_stats_conv(
         Absolute penalties on H (:func:`update_H_conv`).
     update_h : bool, default=True
         False keeps H as given (``fix_H``).
+    M : ndarray of shape (n_bins, n_window), optional
+        Weights of the window's entries (V 0 where they are): the weighted kernels
+        of :mod:`dnmf.nmf.masked`; ``den`` then comes full.
 
     Returns
     -------
@@ -421,9 +453,15 @@ def chunk_stats_conv(
     beta = beta_name_to_float(beta)
     T = W.shape[2]
     if update_h and n_inner > 0:
-        H = update_H_conv(V, W, H, beta=beta, n_iter=n_inner, l1_reg=l1_reg_H, l2_reg=l2_reg_H)
+        H = update_H_conv(V, W, H, beta=beta, n_iter=n_inner, l1_reg=l1_reg_H, l2_reg=l2_reg_H, M=M)
     Hs = window_stack(H, start, stop, T)
     Vc = np.ascontiguousarray(V[:, start:stop])
     Ws = stack_templates(W).astype(V.dtype, copy=False)
-    s = chunk_stats(Vc, Ws, Hs, beta=beta, update_h=False)
+    if M is not None:
+        from dnmf.nmf.masked import chunk_stats_masked
+
+        Mc = np.ascontiguousarray(M[:, start:stop])
+        s = chunk_stats_masked(Vc, Ws, Hs, Mc, beta=beta, update_h=False)
+    else:
+        s = chunk_stats(Vc, Ws, Hs, beta=beta, update_h=False)
     return ChunkStats(H=np.ascontiguousarray(H[:, start:stop]), num=s.num, den=s.den, loss=s.loss)

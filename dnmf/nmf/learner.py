@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from dnmf.errors import DnmfUsageError
+from dnmf.nmf.accel import extrapolate, reset
 from dnmf.nmf.config import LearnConfig
 from dnmf.nmf.init import HInit, Informed, activation_scale, h_init_of, initial_templates
-from dnmf.nmf.accel import extrapolate, reset
 from dnmf.nmf.plan import (
     epoch_steps,
     h_buffers,
@@ -148,12 +148,16 @@ def start_state(
     )
 
 
-def visit_params(cfg: LearnConfig, n_bins: int, avg: float, h_init: HInit) -> VisitParams:
-    """What every visit of a run with ``cfg`` shares."""
+def visit_params(
+    cfg: LearnConfig, n_bins: int, avg: float, h_init: HInit, mask: Any = None
+) -> VisitParams:
+    """What every visit of a run with ``cfg`` shares (``mask``: the backend's
+    :class:`dnmf.nmf.mask.MaskSpec`, if the run is masked)."""
     _, _, l1_H, l2_H = cfg.penalties(n_bins, 1)
     return VisitParams(
         beta=cfg.beta, n_inner=cfg.n_inner, l1_H=l1_H, l2_H=l2_H, seed=cfg.seed, avg=avg,
         update_h=not cfg.fix_H, h_init=h_init, solver=cfg.solver, n_buffers=h_buffers(cfg),
+        mask=mask,
     )  # fmt: skip
 
 
@@ -218,8 +222,16 @@ def learn(
     ``on_step`` stops the run with its last checkpoint written.
     """
     ranges = backend.blocks()
+    p = visit_params(
+        cfg, backend.n_bins, state.avg, h_init or h_init_of(cfg, Informed()),
+        getattr(backend, "mask", None),
+    )  # fmt: skip
+    if p.mask is not None and cfg.solver == "hals":
+        raise DnmfUsageError(
+            "solver='hals' does not take a mask (a weighted HALS needs one Gram matrix per bin); "
+            "pass solver='mu'"
+        )
     n_blocks = len(ranges)
-    p = visit_params(cfg, backend.n_bins, state.avg, h_init or h_init_of(cfg, Informed()))
     full_batch = cfg.batch_chunks is None or cfg.batch_chunks >= n_blocks
     fast = h_buffers(cfg) == 3
     # scikit-learn's MiniBatchNMF: the forget factor applies per pass over the data,
@@ -344,6 +356,8 @@ def fit_in_memory(
     H_init: np.ndarray | None = None,
     informed: Informed | None = None,
     block_frames: int = 8192,
+    M: np.ndarray | None = None,
+    mask: Any = None,
 ) -> FitResult:
     """Learn from a spectrogram in memory with the learner the cluster runs (same arithmetic).
 
@@ -360,6 +374,11 @@ def fit_in_memory(
         Informed templates and score (see :mod:`dnmf.nmf.informed`).
     block_frames : int, default=8192
         Frames per block (the result does not depend on it in full batch).
+    M : ndarray of shape (n_bins, n_frames), optional
+        Weights of the entries (bool or float): the loss is ``Σ M ⊙ d_β``
+        (:mod:`dnmf.nmf.masked`); V may hold anything where ``M == 0``.
+    mask : MaskSpec, optional
+        Other mask sources (:mod:`dnmf.nmf.mask`), computed per block.
 
     Returns
     -------
@@ -376,7 +395,7 @@ def fit_in_memory(
     """
     from dnmf.backends import MemoryBackend
 
-    be = MemoryBackend(V, block_frames)
+    be = MemoryBackend(V, block_frames, M=M, mask=mask)
     informed = informed or Informed()
     state = start_state(cfg, be, informed=informed, W_init=W_init)
     h_init = h_init_of(cfg, informed)
@@ -385,9 +404,9 @@ def fit_in_memory(
 
         h_init = ArrayH(np.asarray(H_init))
     state = learn(cfg, be, state, h_init=h_init)
-    H = (be.activations(state.latest_buffer) * pending_scales(state, be.blocks(), V.shape[1])).astype(
-        V.dtype
-    )
+    H = (
+        be.activations(state.latest_buffer) * pending_scales(state, be.blocks(), V.shape[1])
+    ).astype(V.dtype)
     W = np.ascontiguousarray(state.W[:, :, 0]) if cfg.lags == 1 else state.W
     return FitResult(W=W, H=H, losses=list(state.losses), state=state)
 

@@ -40,9 +40,11 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative
 
 from dnmf.errors import DnmfUsageError
 from dnmf.nmf.estimator import NMF
+from dnmf.nmf.estimator_mask import check_masked_X
 from dnmf.nmf.estimator_runs import computed
 from dnmf.nmf.lags import conv_model
 from dnmf.nmf.learner import fit_in_memory, loss_to_error
+from dnmf.nmf.masked import masked_values
 from dnmf.nmf.model import window_loss
 from dnmf.nmf.solver import solve_window
 
@@ -146,7 +148,9 @@ class NMFD(NMF):
         check_non_negative(T, "NMFD (input H)")
         return np.ascontiguousarray(T.transpose(1, 0, 2)), out_H
 
-    def fit_transform(self, X: Any, y: Any = None, W: Any = None, H: Any = None) -> np.ndarray:
+    def fit_transform(
+        self, X: Any, y: Any = None, W: Any = None, H: Any = None, *, mask: Any = None
+    ) -> np.ndarray:
         """Learn the templates from X and return the activations of X.
 
         Parameters
@@ -158,27 +162,37 @@ class NMFD(NMF):
             Initial activations with ``init='custom'``.
         H : array-like of shape (n_components, n_features, lags), optional
             Initial templates with ``init='custom'``.
+        mask : array-like of shape (n_samples, n_features) or (n_samples,), optional
+            Weights of the entries, 0 = missing (see :meth:`dnmf.NMF.fit`).
 
         Returns
         -------
         ndarray of shape (n_samples, n_components)
         """
         self._validate_params()
-        X, V = self._check_X(computed(X), reset=True)
+        M = None
+        if mask is None:
+            X, V = self._check_X(computed(X), reset=True)
+        else:
+            X, V, M = check_masked_X(self, computed(X), mask, reset=True)
         rank = self._rank(X, W, H)
         W_init, H_init = self._given(X, rank, W, H)
         block = self.batch_size or V.shape[1]
         cfg = self._config(rank, self.init or "random", self._seed(), block).model_copy(
             update={"lags": self.lags, "tol": self.tol}
         )
-        r = fit_in_memory(V, cfg, W_init=W_init, H_init=H_init, block_frames=block)
+        r = fit_in_memory(V, cfg, W_init=W_init, H_init=H_init, block_frames=block, M=M)
         self.components_ = np.ascontiguousarray(r.state.W.transpose(1, 0, 2))
         self.n_components_ = rank
         self.n_iter_ = len(r.losses)
         self.n_steps_ = r.state.global_step
         self.reconstruction_err_ = loss_to_error(
-            window_loss(V, r.state.W, r.H, start=0, stop=V.shape[1], beta=cfg.beta), cfg.beta
-        )
+            window_loss(
+                V if M is None else masked_values(V, M.astype(V.dtype)), r.state.W, r.H, start=0,
+                stop=V.shape[1], beta=cfg.beta, M=None if M is None else M.astype(V.dtype),
+            ),
+            cfg.beta,
+        )  # fmt: skip
         self._warn_max_iter(self.n_iter_ if not r.state.converged else -1)
         return self._from_dnmf(r.H)
 
@@ -187,25 +201,31 @@ class NMFD(NMF):
             "NMFD has no partial_fit yet; fit it, or use dnmf learn --lags on a corpus"
         )
 
-    def transform(self, X: Any) -> np.ndarray:
+    def transform(self, X: Any, *, mask: Any = None) -> np.ndarray:
         """Activations of X with the templates fixed (the solver of ``dnmf transform``).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        mask : array-like of shape (n_samples, n_features) or (n_samples,), optional
+            Weights of the entries: masked entries do not pull the activations.
 
         Returns
         -------
         ndarray of shape (n_samples, n_components)
         """
         check_is_fitted(self)
-        X, V = self._check_X(computed(X), reset=False)
+        M = None
+        if mask is None:
+            X, V = self._check_X(computed(X), reset=False)
+        else:
+            X, V, M = check_masked_X(self, computed(X), mask, reset=False)
         W = self._templates(V.dtype)
         cfg = self._config(W.shape[1], "custom", 0, V.shape[1])
         _, _, l1_H, l2_H = cfg.penalties(V.shape[0], 1)
         H, _, n_iter = solve_window(
             V, W, start=0, stop=V.shape[1], beta=cfg.beta, n_iter=self.max_iter, tol=self.tol,
-            l1_reg=l1_H, l2_reg=l2_H,
+            l1_reg=l1_H, l2_reg=l2_H, M=M,
         )  # fmt: skip
         self._warn_max_iter(n_iter)
         return self._from_dnmf(H)

@@ -197,7 +197,11 @@ def visited_twice(n_blocks: int, epoch: int, *, seed: int) -> np.ndarray:
         return out
     for e in (epoch - 1, epoch - 2):
         sample = sample_blocks(n_blocks, e, seed=seed)
-        seen = np.ones(n_blocks, dtype=bool) if sample is None else np.isin(np.arange(n_blocks), sample)
+        seen = (
+            np.ones(n_blocks, dtype=bool)
+            if sample is None
+            else np.isin(np.arange(n_blocks), sample)
+        )
         out = seen if e == epoch - 1 else out & seen
     return out
 

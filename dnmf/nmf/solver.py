@@ -74,6 +74,7 @@ def solve_window(
     H0: np.ndarray | None = None,
     check_every: int = CHECK_EVERY,
     solver: str = "mu",
+    M: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, int]:
     """Activations of the frames ``[start, stop)`` of a window, templates fixed.
 
@@ -100,6 +101,10 @@ def solve_window(
     check_every : int, default=10
     solver : {'mu', 'hals'}, default='mu'
         The model's updates (:class:`dnmf.nmf.config.LearnConfig`).
+    M : ndarray of shape (n_bins, n_window), optional
+        Weights of the entries (:mod:`dnmf.nmf.masked`): masked entries do not
+        pull H, and the loss is ``Σ M ⊙ d_β``. V may hold anything where ``M == 0``;
+        the start is then each frame's mean over the entries it keeps.
 
     Returns
     -------
@@ -118,19 +123,28 @@ def solve_window(
     >>> bool(np.abs(W[:, :, 0] @ H - V).max() < 1e-2 * V.max()), n
     (True, 500)
     """
+    if M is not None:
+        from dnmf.nmf.masked import masked_values
+
+        if solver == "hals":
+            solver = "mu"  # a weighted HALS needs a Gram matrix per bin: MU takes the weights
+        M = np.ascontiguousarray(M, dtype=V.dtype)
+        V = masked_values(V, M)
+        if H0 is None:
+            H0 = _masked_start(V, M, W)
     H = frame_start(V, W) if H0 is None else np.array(H0, dtype=V.dtype)
     if stop <= start:
         return H[:, start:stop], 0.0, 0
 
     def loss_of(H: np.ndarray) -> float:
-        return window_loss(V, W, H, start=start, stop=stop, beta=beta)
+        return window_loss(V, W, H, start=start, stop=stop, beta=beta, M=M)
 
     first = previous = loss = loss_of(H)
     done = 0
     while done < n_iter:
         step = min(check_every, n_iter - done)
         H = update_H_any(
-            V, W, H, beta=beta, n_iter=step, l1_reg=l1_reg, l2_reg=l2_reg, solver=solver
+            V, W, H, beta=beta, n_iter=step, l1_reg=l1_reg, l2_reg=l2_reg, solver=solver, M=M
         )
         done += step
         loss = loss_of(H)
@@ -140,15 +154,31 @@ def solve_window(
     return np.ascontiguousarray(H[:, start:stop]), float(loss), done
 
 
+def _masked_start(V: np.ndarray, M: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """:func:`frame_start` from each frame's weighted mean (0 for a frame with no weight)."""
+    w = M.sum(axis=0, dtype=np.float64)
+    level = np.divide(
+        (M * V).sum(axis=0, dtype=np.float64), w, out=np.zeros(V.shape[1]), where=w > 0
+    )
+    mass = float(np.asarray(W, dtype=np.float64).mean(axis=0).sum())
+    level = level / mass if mass > 0 else np.zeros(V.shape[1])
+    return np.ascontiguousarray(
+        np.broadcast_to(level.astype(V.dtype)[None, :], (W.shape[1], V.shape[1]))
+    )
+
+
 def solve_block(
     frames: Any, start: int, stop: int, n_frames: int, W: np.ndarray, *, beta: float,
     n_iter: int, tol: float, l1_reg: float, l2_reg: float, solver: str = "mu",
+    weights: Any = None,
 ) -> tuple[np.ndarray, float, int]:  # fmt: skip
     """The activations of frames ``[start, stop)`` of a spectrogram of ``n_frames`` frames,
-    reading ``frames(lo, hi)`` (``V[:, lo:hi]``) on the window of an exact solve."""
+    reading ``frames(lo, hi)`` (``V[:, lo:hi]``) on the window of an exact solve;
+    ``weights(V, lo, hi)``, if given, is the window's mask (an array, or None for none)."""
     lo, hi = window_of(start, stop, n_frames, W.shape[2], n_iter)
     V = np.ascontiguousarray(frames(lo, hi))
+    M = None if weights is None else weights(V, lo, hi)
     return solve_window(
         V, W, start=start - lo, stop=stop - lo, beta=beta, n_iter=n_iter, tol=tol,
-        l1_reg=l1_reg, l2_reg=l2_reg, solver=solver,
+        l1_reg=l1_reg, l2_reg=l2_reg, solver=solver, M=M,
     )  # fmt: skip

@@ -37,7 +37,7 @@ class LearnState:
     #: update of W, the pending scales of the blocks' previous activations, and
     #: (b, b_cap, b_prev, best loss, the next step's H weight).
     W_prev: np.ndarray | None = None
-    pending_prev: np.ndarray | None = None  # (n_blocks, rank): the scales of each block's previous H
+    pending_prev: np.ndarray | None = None  # (n_blocks, rank) scales of each block's previous H
     accel: tuple[float, float, float, float, float] | None = None
 
     @property

@@ -21,6 +21,7 @@ from dnmf.nmf.divergence import EPSILON, BetaLike, FloatArray, beta_name_to_floa
 from dnmf.nmf.divergence import gamma as gamma_of
 from dnmf.nmf.kernels import hals_rows, mu_step
 from dnmf.nmf.lags import stack_templates, unstack_templates
+from dnmf.nmf.masked import MaskedDen
 
 __all__ = [
     "accumulate",
@@ -130,8 +131,11 @@ def full_denominator(W: np.ndarray, den: np.ndarray, beta: float) -> np.ndarray:
     """A step's denominator statistics in the shape of the stacked ``W`` (a fresh array).
 
     ``den`` is sent in its cheap form (:func:`dnmf.nmf.kernels.chunk_stats`): column
-    sums for β = 1, the Gram matrix ``H Hᵀ`` for β = 2.
+    sums for β = 1, the Gram matrix ``H Hᵀ`` for β = 2; a masked run's
+    :class:`~dnmf.nmf.masked.MaskedDen` makes itself full.
     """
+    if isinstance(den, MaskedDen):
+        return den.full(W, beta)
     if beta == 1:
         sums = np.where(den == 0, 1.0, den)
         return np.broadcast_to(sums[None, :], W.shape).copy()
@@ -257,13 +261,15 @@ def update_W(
     exponent = update_exponent(beta, gamma)
     n_bins, k = W.shape
     expected = (k,) if beta == 1 else (k, k) if beta == 2 else (n_bins, k)
-    if num.shape != (n_bins, k) or den.shape != expected:
+    if isinstance(den, MaskedDen):  # a masked run's: full already, or made so
+        den_full = den.full(W, beta)
+    elif num.shape != (n_bins, k) or den.shape != expected:
         raise ValueError(
             f"update_W got num of shape {num.shape} and den of shape {den.shape} for W of "
             f"shape {W.shape} and beta={beta:g}; expected {(n_bins, k)} and {expected}, "
             "as chunk_stats returns them"
         )
-    if beta == 1:
+    elif beta == 1:
         d = np.array(den, copy=True)
         d[d == 0] = 1.0
         den_full = d[np.newaxis, :]

@@ -12,13 +12,15 @@ for W and its loss, in float64. Nothing here knows Dask: the backends
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from dnmf.nmf.init import HInit, RandomH
-from dnmf.nmf.model import window_stats
 from dnmf.nmf.divergence import EPSILON
+from dnmf.nmf.init import HInit, RandomH
+from dnmf.nmf.mask import MaskSpec, block_mask
+from dnmf.nmf.masked import MaskedDen
+from dnmf.nmf.model import window_stats
 from dnmf.nmf.plan import Piece, Visit
 
 __all__ = [
@@ -51,6 +53,8 @@ class VisitParams:
     #: The fast schedule's extrapolation weight b of this step: a piece with
     #: previous activations starts from ``max(H + b (H - H_prev), EPSILON)``.
     extrapolate: float = 0.0
+    #: Where the weights of a masked run come from (:mod:`dnmf.nmf.mask`); None: no mask.
+    mask: MaskSpec | None = None
 
 
 class BlockIO(Protocol):
@@ -106,13 +110,17 @@ def visit_block(io: BlockIO, visit: Visit, W: np.ndarray, epoch: int, p: VisitPa
     W = np.array(W, order="C", copy=True)
     V = np.require(io.read_V(visit.lo, visit.hi), requirements=["C_CONTIGUOUS", "ALIGNED"])
     H = window_activations(io, visit, W.shape[1], V.dtype, p)
+    mask = block_mask(p.mask, V, visit.lo, visit.hi, getattr(io, "read_M", None))
     s = window_stats(
         V, W, H, start=visit.start - visit.lo, stop=visit.stop - visit.lo, beta=p.beta,
         n_inner=p.n_inner, l1_reg_H=p.l1_H, l2_reg_H=p.l2_H, update_h=p.update_h,
-        solver=p.solver,
+        solver=p.solver, mask=mask,
     )  # fmt: skip
     io.write_H((epoch + 1) % p.n_buffers, visit.start, visit.stop, s.H)
-    return s.num.astype(np.float64), s.den.astype(np.float64), float(s.loss)
+    den: Any = s.den
+    if p.mask is not None and not isinstance(den, MaskedDen):  # a block the mask keeps whole
+        den = MaskedDen(den, None)
+    return s.num.astype(np.float64), den.astype(np.float64), float(s.loss)
 
 
 def visit_task(
@@ -123,7 +131,8 @@ def visit_task(
     from dnmf.io.blocks import ZarrBlockIO
 
     with one_blas_thread():
-        return visit_block(ZarrBlockIO(V_url, H_url), visit, W, epoch, p)
+        M_url = p.mask.store if p.mask is not None and p.mask.store else ""
+        return visit_block(ZarrBlockIO(V_url, H_url, M_url), visit, W, epoch, p)
 
 
 def add_stats(a: Stats, b: Stats) -> Stats:
@@ -157,4 +166,10 @@ def block_loss(
         H = io.read_H(buffer, start, stop)
         if scale is not None:
             H = H * scale.astype(H.dtype)[:, None]
+    mask = block_mask(getattr(io, "mask", None), V, start, stop, getattr(io, "read_M", None))
+    if mask is not None:  # a masked run's loss: Σ M d_β
+        from dnmf.nmf.masked import masked_values, weighted_loss
+
+        M = mask.dense(V.shape[0], V.dtype)
+        return weighted_loss(masked_values(V, M), W @ H, M, beta)
     return beta_divergence(V, W, H, beta)
