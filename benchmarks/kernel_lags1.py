@@ -64,6 +64,7 @@ def main() -> None:
     print(f"{'beta':>5} {'reference ms':>13} {'today ms':>9} {'today/ref':>10} {'same bytes':>11}")
     with one_blas_thread():
         for beta in (0.0, 0.5, 1.0, 2.0):
+
             def old(beta: float = beta) -> object:
                 return reference(V, W, H, beta=beta, n_inner=1)
 
@@ -71,10 +72,13 @@ def main() -> None:
                 return window_stats(V, W3, H, start=0, stop=n, beta=beta, n_inner=1)
 
             a, b = old(), new()  # warm (numba compiles on first use)
-            same = all(
-                np.asarray(getattr(a, f)).tobytes() == np.asarray(getattr(b, f)).tobytes()
-                for f in ("H", "num", "den")
-            ) and a.loss == b.loss  # type: ignore[attr-defined]
+            same = (
+                all(
+                    np.asarray(getattr(a, f)).tobytes() == np.asarray(getattr(b, f)).tobytes()
+                    for f in ("H", "num", "den")
+                )
+                and a.loss == b.loss
+            )  # type: ignore[attr-defined]
             t_old, t_new = [], []
             for _ in range(args.repeat):
                 for fn, times in ((old, t_old), (new, t_new)):

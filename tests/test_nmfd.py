@@ -526,8 +526,10 @@ def test_cli_learns_nmfd_and_refuses_bad_input(
     for args, words in [
         (["--rank", "2", "--lags", "0"], ["--lags 0"]),
         (["--lags", "4"], ["--rank is missing"]),
-        (["--lags", "4", "--rank", "2", "--init", "nndsvda", "--fixed-components", "0"],
-         ["fixed components need a given or informed init"]),
+        (
+            ["--lags", "4", "--rank", "2", "--init", "nndsvda", "--fixed-components", "0"],
+            ["fixed components need a given or informed init"],
+        ),
         (["--init", "pitched", "--pitches", "60,x"], ["--pitches '60,x'"]),
         (["--init", "pitched", "--pitches", "200"], ["pitch 200.0 is not a MIDI pitch"]),
         (["--init", "pitched"], ["needs MIDI pitches"]),

@@ -90,7 +90,12 @@ class ModelStore:
             attributes={"long_name": f"beta-divergence (beta={cfg.beta:g}) summed over the epoch"},
         )  # fmt: skip
         create_H_buffers(
-            f"{path}/state", cfg.rank, corpus.n_frames, block_frames, "float32", overwrite=True,
+            f"{path}/state",
+            cfg.rank,
+            corpus.n_frames,
+            block_frames,
+            "float32",
+            overwrite=True,
             n_buffers=h_buffers(cfg),
         )
         meta = {

@@ -207,7 +207,7 @@ def visited_twice(n_blocks: int, epoch: int, *, seed: int) -> np.ndarray:
 
 
 def passes_done(n_blocks: int, epochs_done: int, *, fast: bool) -> float:
-    """Passes over the corpus the first ``epochs_done`` epochs made (a sample's epoch: its share)."""
+    """Passes over the corpus of the first ``epochs_done`` epochs (a sample epoch: its share)."""
     if not fast:
         return float(epochs_done)
     total, e = 0.0, epochs_done
