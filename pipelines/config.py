@@ -8,7 +8,7 @@ keys allowed there, and a bad value names the key and the values allowed::
     store: recordings.dnmf          # corpus.zarr, model.zarr, activations.zarr, runs.zarr
     input: recordings/              # folder of audio, searched recursively
     ingest: {sr: 22050, n_fft: 2048, hop_length: 512}
-    learn: {rank: 64, beta: kullback-leibler, epochs: 50, refine_epochs: 5}
+    learn: {rank: 64, beta: kullback-leibler, epochs: 200, refine_epochs: 5}
     export: {iter: 200, tol: 1.0e-4, reexport_threshold: 0.05}
     cluster: {kind: local, workers: 4}
 
@@ -71,7 +71,7 @@ class LearnSection(LearnConfig):
     def refine_config(self) -> LearnConfig:
         """The config of a refinement: ``refine_epochs`` from the current dictionary."""
         d = self.model_dump(exclude={"refine_epochs"})
-        d.update(init="custom", epochs=self.refine_epochs)
+        d.update(init="custom", epochs=self.refine_epochs)  # few passes: no sample stages
         return LearnConfig(**d)
 
 

@@ -50,9 +50,17 @@ def learn_command(
             "number from -2 to 5."
         ),
     ] = "kullback-leibler",
-    epochs: Annotated[int, typer.Option(help="Maximum passes over the corpus.")] = 50,
+    epochs: Annotated[int, typer.Option(help="Maximum passes over the corpus.")] = 200,
+    schedule: Annotated[
+        str,
+        typer.Option(
+            help="fast (a growing sample of the chunks, then all, with safeguarded "
+            "extrapolation) or full (plain Lee-Seung MU, scikit-learn's NMF(solver='mu'))."
+        ),
+    ] = "fast",
     batch_chunks: Annotated[
-        int | None, typer.Option(help="Chunks per W update [default: all, full-batch MU].")
+        int | None,
+        typer.Option(help="Chunks per W update: minibatch steps [default: all, full batch]."),
     ] = None,
     inner: Annotated[int, typer.Option(help="H updates per chunk visit.")] = 1,
     forget_factor: Annotated[
@@ -82,10 +90,10 @@ def learn_command(
     solver: Annotated[
         str,
         typer.Option(
-            help="mu (multiplicative updates, every beta) or hals (beta 2, one lag: exact "
-            "coordinate descent, scikit-learn's cd solver)."
+            help="auto, mu (multiplicative updates, every beta) or hals (beta 2, one lag: "
+            "exact coordinate descent, scikit-learn's cd solver); auto is hals where it applies."
         ),
-    ] = "mu",
+    ] = "auto",
     fixed_components: Annotated[
         str | None,
         typer.Option(help="Components of the --init dictionary kept fixed, e.g. 0,1,2 or 0-3."),
@@ -119,7 +127,10 @@ def learn_command(
 ) -> None:
     """Learn an NMF dictionary W (bin x component) from a corpus, on a Dask cluster.
 
-    Full-batch multiplicative updates by default (the same W as scikit-learn's
+    By default the fast schedule: epochs on a seeded sample of the chunks that
+    grows to all of them, with safeguarded extrapolation, HALS for frobenius,
+    stopping when the loss falls by less than --tol. --schedule full is plain
+    full-batch multiplicative updates (the same W as scikit-learn's
     NMF(solver='mu') from the same init); --batch-chunks turns on minibatch
     steps. The same seed and chunking give bitwise the same W for any number
     of workers; --resume continues after a crash and ends where an
@@ -134,6 +145,8 @@ def learn_command(
         dnmf learn recordings.dnmf/corpus.zarr --rank 32 --beta itakura-saito --epochs 100
 
         dnmf learn corpus.zarr --rank 64 --batch-chunks 4 --inner 3 --workers 8 --json
+
+        dnmf learn corpus.zarr --rank 64 --schedule full --epochs 200 --tol 0
 
         dnmf learn corpus.zarr --rank 40 --init drums.zarr --fixed-components 0-3 -o model2.zarr
 
@@ -155,7 +168,7 @@ def learn_command(
         scores=init_scores, onset_tol=onset_tol, h_init=h_init, sparsity=sparsity,
         uncorr=uncorr, fix_w=fix_w, fix_h=fix_h,
         common=dict(
-            beta=beta, epochs=epochs, batch_chunks=batch_chunks, n_inner=inner,
+            beta=beta, epochs=epochs, schedule=schedule, batch_chunks=batch_chunks, n_inner=inner,
             forget_factor=forget_factor, seed=seed, tol=tol, alpha_W=alpha_w, alpha_H=alpha_h,
             l1_ratio=l1_ratio, norm=norm, checkpoint_every=checkpoint_every, solver=solver,
             **mopts.mask_options(mask_store, mask_silence, mask_boundaries),

@@ -172,7 +172,12 @@ class LearnConfig(BaseModel):
             beta = beta_name_to_float(values.get("beta", 1.0))
         except (TypeError, ValueError):
             return {**values, "solver": "mu"}  # the beta validator names the bad value
-        hals = beta == 2.0 and values.get("lags", 1) == 1 and values.get("scores") is None
+        masked = any(values.get(k) for k in ("mask_store", "mask_silence", "mask_boundaries",
+                                             "holdout"))  # fmt: skip
+        hals = (
+            beta == 2.0 and values.get("lags", 1) == 1 and values.get("scores") is None
+            and not masked
+        )  # fmt: skip
         return {**values, "solver": "hals" if hals else "mu"}
 
     @field_validator("beta", mode="before")

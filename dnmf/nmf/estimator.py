@@ -149,11 +149,17 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         ``init='custom'``.
     verbose : int, default=0
         Print the error at every convergence check.
-    solver : {'mu', 'cd', 'hals'}, default='mu'
+    solver : {'auto', 'mu', 'cd', 'hals'}, default='auto'
         Multiplicative updates (every β), or for β = 2 coordinate descent:
         ``'cd'`` and ``'hals'`` are the same HALS sweeps, scikit-learn's
-        ``NMF(solver='cd', shuffle=False)`` from the same init. The default
-        stays ``'mu'`` (scikit-learn's default for β = 2 is ``'cd'``).
+        ``NMF(solver='cd', shuffle=False)`` from the same init. ``'auto'`` is
+        HALS for β = 2 (scikit-learn's default solver there) and MU otherwise.
+    schedule : {'fast', 'full'}, default='fast'
+        Full batch (``batch_size=None``): ``'fast'`` learns on a growing sample
+        of the blocks first and extrapolates both factors with a safeguard
+        (:mod:`dnmf.nmf.accel`); ``'full'`` is plain Lee-Seung multiplicative
+        updates, scikit-learn's ``NMF(solver='mu')`` to rounding from the same
+        init.
 
     Attributes
     ----------
@@ -217,7 +223,8 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         "forget_factor": [Interval(Real, 0, 1, closed="both")],
         "n_inner": [Interval(Integral, 1, None, closed="left")],
         "norm": [StrOptions({"l2", "max"}), None],
-        "solver": [StrOptions({"mu", "cd", "hals"})],
+        "solver": [StrOptions({"auto", "mu", "cd", "hals"})],
+        "schedule": [StrOptions({"fast", "full"})],
         "fixed_components": ["array-like", None],
         "verbose": ["verbose"],
     }
@@ -240,7 +247,8 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         norm: str | None = None,
         fixed_components: Any = None,
         verbose: int = 0,
-        solver: str = "mu",
+        solver: str = "auto",
+        schedule: str = "fast",
     ) -> None:
         self.n_components = n_components
         self.init = init
@@ -258,6 +266,7 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         self.fixed_components = fixed_components
         self.verbose = verbose
         self.solver = solver
+        self.schedule = schedule
 
     # -- scikit-learn plumbing ---------------------------------------------------------
     def __sklearn_tags__(self) -> Any:
@@ -361,7 +370,8 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
                 alpha_H=float(self.alpha_W),  # dnmf's H = scikit-learn's W
                 l1_ratio=self.l1_ratio,
                 norm=self.norm,  # type: ignore[arg-type]
-                solver="mu" if self.solver == "mu" else "hals",
+                solver={"auto": "auto", "mu": "mu"}.get(self.solver, "hals"),
+                schedule=self.schedule,  # type: ignore[arg-type]
                 fixed_components=self._fixed(rank, init),
             )
         except ValidationError as exc:

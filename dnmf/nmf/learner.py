@@ -175,7 +175,7 @@ def run_step(
     ranges = backend.blocks()
     twice = None
     if p.n_buffers == 3 and state.pending_prev is not None:
-        twice = visited_twice(len(ranges), state.epoch, seed=cfg.seed)
+        twice = visited_twice(len(ranges), state.epoch, seed=cfg.seed, budget=cfg.epochs)
         p = replace(p, extrapolate=state.accel[4] if state.accel is not None else 0.0)
     visits = plan_visits(
         blocks, ranges, n_frames=backend.n_frames, lags=cfg.lags, n_inner=p.n_inner,
@@ -238,10 +238,12 @@ def learn(
     # so a step of a fraction f of the frames forgets forget_factor ** f.
     rho_base = 0.0 if full_batch else cfg.forget_factor
     while (
-        passes_done(n_blocks, state.done_epochs, fast=fast) < cfg.epochs - 1e-9
+        passes_done(n_blocks, state.done_epochs, fast=fast, budget=cfg.epochs) < cfg.epochs - 1e-9
         and not state.converged
     ):
-        sample = sample_blocks(n_blocks, state.epoch, seed=cfg.seed) if fast else None
+        sample = (
+            sample_blocks(n_blocks, state.epoch, seed=cfg.seed, budget=cfg.epochs) if fast else None
+        )
         if sample is None:
             steps = epoch_steps(n_blocks, cfg.batch_chunks, seed=cfg.seed, epoch=state.epoch)
         else:
@@ -263,7 +265,7 @@ def learn(
             epoch_done = state.step_in_epoch == len(steps)
             if epoch_done:
                 state.losses.append(state.epoch_loss)
-                if len(state.losses) >= 2 and _whole(fast, n_blocks, state.epoch, cfg.seed):
+                if len(state.losses) >= 2 and _whole(fast, n_blocks, state.epoch, cfg):
                     prev, cur = state.losses[-2], state.losses[-1]
                     rel = (prev - cur) / prev if prev > 0 else math.inf
                     # a rise (the extrapolation's safeguard at work) is not convergence
@@ -290,12 +292,13 @@ def learn(
     return state
 
 
-def _whole(fast: bool, n_blocks: int, epoch: int, seed: int) -> bool:
+def _whole(fast: bool, n_blocks: int, epoch: int, cfg: LearnConfig) -> bool:
     """Whether epoch ``epoch`` and the one before it both visited every block."""
     if not fast:
         return True
-    return sample_blocks(n_blocks, epoch, seed=seed) is None and (
-        epoch == 0 or sample_blocks(n_blocks, epoch - 1, seed=seed) is None
+    kw = {"seed": cfg.seed, "budget": cfg.epochs}
+    return sample_blocks(n_blocks, epoch, **kw) is None and (
+        epoch == 0 or sample_blocks(n_blocks, epoch - 1, **kw) is None
     )
 
 
@@ -307,8 +310,9 @@ def _accelerate(cfg: LearnConfig, state: LearnState, loss: float, n_blocks: int)
     """
     if cfg.fix_W or cfg.solver != "mu":
         return
-    here = sample_blocks(n_blocks, state.epoch, seed=cfg.seed)
-    before = sample_blocks(n_blocks, state.epoch - 1, seed=cfg.seed) if state.epoch else [-1]
+    kw = {"seed": cfg.seed, "budget": cfg.epochs}
+    here = sample_blocks(n_blocks, state.epoch, **kw)
+    before = sample_blocks(n_blocks, state.epoch - 1, **kw) if state.epoch else [-1]
     if here != before:
         reset(state, loss)
         return

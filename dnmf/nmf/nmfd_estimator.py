@@ -39,6 +39,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_non_negative
 
 from dnmf.errors import DnmfUsageError
+from dnmf.nmf.config import LearnConfig
 from dnmf.nmf.estimator import NMF
 from dnmf.nmf.estimator_mask import check_masked_X
 from dnmf.nmf.estimator_runs import computed
@@ -105,13 +106,15 @@ class NMFD(NMF):
         norm: str | None = "l2",
         fixed_components: Any = None,
         verbose: int = 0,
-        solver: str = "mu",
+        solver: str = "auto",
+        schedule: str = "fast",
     ) -> None:
         super().__init__(
             n_components, init=init, beta_loss=beta_loss, tol=tol, max_iter=max_iter,
             random_state=random_state, alpha_W=alpha_W, alpha_H=alpha_H, l1_ratio=l1_ratio,
             batch_size=batch_size, forget_factor=forget_factor, n_inner=n_inner, norm=norm,
             fixed_components=fixed_components, verbose=verbose, solver=solver,
+            schedule=schedule,
         )  # fmt: skip
         self.lags = lags
 
@@ -178,8 +181,10 @@ class NMFD(NMF):
         rank = self._rank(X, W, H)
         W_init, H_init = self._given(X, rank, W, H)
         block = self.batch_size or V.shape[1]
-        cfg = self._config(rank, self.init or "random", self._seed(), block).model_copy(
-            update={"lags": self.lags, "tol": self.tol}
+        base = self._config(rank, self.init or "random", self._seed(), block)
+        solver = {"auto": "auto", "mu": "mu"}.get(self.solver, "hals")  # 'auto' sees the lags
+        cfg = LearnConfig.from_options(
+            **{**base.model_dump(), "lags": self.lags, "tol": self.tol, "solver": solver}
         )
         r = fit_in_memory(V, cfg, W_init=W_init, H_init=H_init, block_frames=block, M=M)
         self.components_ = np.ascontiguousarray(r.state.W.transpose(1, 0, 2))

@@ -16,6 +16,7 @@ import numpy as np
 from dnmf.nmf.lags import halo
 
 __all__ = [
+    "SAMPLE_MIN_PASSES",
     "SAMPLE_STAGES",
     "Piece",
     "Visit",
@@ -157,11 +158,16 @@ def plan_visits(
 #: then every block. A stage whose sample would not be smaller than the next
 #: one's is left out, so a corpus of one block has no sample stage.
 SAMPLE_STAGES: tuple[tuple[int, int], ...] = ((8, 20), (4, 15), (2, 10))
+#: Runs of fewer passes (a refinement, a short test) skip the sample stages.
+SAMPLE_MIN_PASSES = 50
 
 
-def sample_stages(n_blocks: int) -> list[tuple[int, int]]:
-    """``(blocks in the sample, epochs)`` of each sample stage for ``n_blocks`` blocks."""
+def sample_stages(n_blocks: int, budget: int = SAMPLE_MIN_PASSES) -> list[tuple[int, int]]:
+    """``(blocks in the sample, epochs)`` of each sample stage for ``n_blocks`` blocks and a
+    run of at most ``budget`` passes."""
     out: list[tuple[int, int]] = []
+    if budget < SAMPLE_MIN_PASSES:
+        return out
     for den, epochs in SAMPLE_STAGES:
         k = -(-n_blocks // den)
         if k < n_blocks and (not out or k > out[-1][0]):
@@ -169,14 +175,16 @@ def sample_stages(n_blocks: int) -> list[tuple[int, int]]:
     return out
 
 
-def sample_blocks(n_blocks: int, epoch: int, *, seed: int) -> list[int] | None:
+def sample_blocks(
+    n_blocks: int, epoch: int, *, seed: int, budget: int = SAMPLE_MIN_PASSES
+) -> list[int] | None:
     """The blocks epoch ``epoch`` of the fast schedule visits, sorted; None: all of them.
 
     The samples are nested prefixes of one permutation seeded from ``seed``, so
     the sample only grows and a block, once in it, is visited every epoch.
     """
     e = epoch
-    for k, epochs in sample_stages(n_blocks):
+    for k, epochs in sample_stages(n_blocks, budget):
         if e < epochs:
             order = np.random.default_rng([seed, 0x5341]).permutation(n_blocks)
             return sorted(int(b) for b in order[:k])
@@ -190,13 +198,15 @@ def h_buffers(cfg: Any) -> int:
     return 3 if cfg.schedule == "fast" and cfg.batch_chunks is None else 2
 
 
-def visited_twice(n_blocks: int, epoch: int, *, seed: int) -> np.ndarray:
+def visited_twice(
+    n_blocks: int, epoch: int, *, seed: int, budget: int = SAMPLE_MIN_PASSES
+) -> np.ndarray:
     """Blocks the fast schedule visited in both epochs ``epoch - 1`` and ``epoch - 2``."""
     out = np.zeros(n_blocks, dtype=bool)
     if epoch < 2:
         return out
     for e in (epoch - 1, epoch - 2):
-        sample = sample_blocks(n_blocks, e, seed=seed)
+        sample = sample_blocks(n_blocks, e, seed=seed, budget=budget)
         seen = (
             np.ones(n_blocks, dtype=bool)
             if sample is None
@@ -206,12 +216,14 @@ def visited_twice(n_blocks: int, epoch: int, *, seed: int) -> np.ndarray:
     return out
 
 
-def passes_done(n_blocks: int, epochs_done: int, *, fast: bool) -> float:
+def passes_done(
+    n_blocks: int, epochs_done: int, *, fast: bool, budget: int = SAMPLE_MIN_PASSES
+) -> float:
     """Passes over the corpus of the first ``epochs_done`` epochs (a sample epoch: its share)."""
     if not fast:
         return float(epochs_done)
     total, e = 0.0, epochs_done
-    for k, epochs in sample_stages(n_blocks):
+    for k, epochs in sample_stages(n_blocks, budget):
         n = min(e, epochs)
         total += n * k / n_blocks
         e -= n

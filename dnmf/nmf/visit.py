@@ -18,6 +18,7 @@ import numpy as np
 
 from dnmf.nmf.divergence import EPSILON
 from dnmf.nmf.init import HInit, RandomH
+from dnmf.nmf.kernels import ChunkStats, chunk_stats, update_H
 from dnmf.nmf.mask import MaskSpec, block_mask
 from dnmf.nmf.masked import MaskedDen
 from dnmf.nmf.model import window_stats
@@ -92,11 +93,41 @@ def window_activations(
 def _extrapolated(io: BlockIO, piece: Piece, H: np.ndarray, b: float) -> np.ndarray:
     """``H + b (H - H_prev)``, kept at ``EPSILON`` or above where H is positive (zeros stay)."""
     assert piece.prev_buffer is not None
+    return _moved(H, _previous(io, piece), b)
+
+
+def _previous(io: BlockIO, piece: Piece) -> np.ndarray:
+    assert piece.prev_buffer is not None
     prev = io.read_H(piece.prev_buffer, piece.start, piece.stop)
     if piece.prev_scale is not None:
         prev = prev * piece.prev_scale.astype(prev.dtype)[:, None]
+    return prev
+
+
+def _moved(H: np.ndarray, prev: np.ndarray, b: float) -> np.ndarray:
     moved = np.maximum(H + H.dtype.type(b) * (H - prev), H.dtype.type(EPSILON))
     return np.where(H > 0, moved, H.dtype.type(0.0))
+
+
+def _extrapolated_visit(
+    io: BlockIO, visit: Visit, V: np.ndarray, W: np.ndarray, p: VisitParams
+) -> tuple[np.ndarray, ChunkStats]:
+    """Ang & Gillis's order at one lag: H from the extrapolated point, then W's statistics
+    from the extrapolated new H (:mod:`dnmf.nmf.accel`). Returns (H to store, stats)."""
+    (piece,) = visit.pieces
+    H = io.read_H(piece.buffer, piece.start, piece.stop)
+    if piece.scale is not None:
+        H = H * piece.scale.astype(H.dtype)[:, None]
+    n_bins, k, _ = W.shape
+    H_new = update_H(
+        V, W.reshape(n_bins, k), _moved(H, _previous(io, piece), p.extrapolate), beta=p.beta,
+        n_iter=p.n_inner, l1_reg=p.l1_H, l2_reg=p.l2_H, solver=p.solver,
+    )  # fmt: skip
+    s = chunk_stats(
+        V, W.reshape(n_bins, k), _moved(H_new, H, p.extrapolate), beta=p.beta, n_inner=1,
+        update_h=False, solver=p.solver,
+    )  # fmt: skip
+    return H_new, s
 
 
 def visit_block(io: BlockIO, visit: Visit, W: np.ndarray, epoch: int, p: VisitParams) -> Stats:
@@ -109,14 +140,21 @@ def visit_block(io: BlockIO, visit: Visit, W: np.ndarray, epoch: int, p: VisitPa
     # unaligned operand differently: a fresh copy makes every worker compute alike.
     W = np.array(W, order="C", copy=True)
     V = np.require(io.read_V(visit.lo, visit.hi), requirements=["C_CONTIGUOUS", "ALIGNED"])
-    H = window_activations(io, visit, W.shape[1], V.dtype, p)
     mask = block_mask(p.mask, V, visit.lo, visit.hi, getattr(io, "read_M", None))
-    s = window_stats(
-        V, W, H, start=visit.start - visit.lo, stop=visit.stop - visit.lo, beta=p.beta,
-        n_inner=p.n_inner, l1_reg_H=p.l1_H, l2_reg_H=p.l2_H, update_h=p.update_h,
-        solver=p.solver, mask=mask,
-    )  # fmt: skip
-    io.write_H((epoch + 1) % p.n_buffers, visit.start, visit.stop, s.H)
+    if (
+        p.extrapolate > 0.0 and p.update_h and mask is None and W.shape[2] == 1
+        and visit.pieces[0].prev_buffer is not None
+    ):  # fmt: skip
+        H_out, s = _extrapolated_visit(io, visit, V, W, p)
+    else:
+        H = window_activations(io, visit, W.shape[1], V.dtype, p)
+        s = window_stats(
+            V, W, H, start=visit.start - visit.lo, stop=visit.stop - visit.lo, beta=p.beta,
+            n_inner=p.n_inner, l1_reg_H=p.l1_H, l2_reg_H=p.l2_H, update_h=p.update_h,
+            solver=p.solver, mask=mask,
+        )  # fmt: skip
+        H_out = s.H
+    io.write_H((epoch + 1) % p.n_buffers, visit.start, visit.stop, H_out)
     den: Any = s.den
     if p.mask is not None and not isinstance(den, MaskedDen):  # a block the mask keeps whole
         den = MaskedDen(den, None)
