@@ -61,7 +61,7 @@ class LearnSection(LearnConfig):
     from the current dictionary when new files were ingested.
     """
 
-    init: Literal["random", "nndsvda", "kmeans", "uniform", "pitched", "drums"] = "random"  # type: ignore[assignment]
+    init: Literal["random", "nndsvda", "kmeans", "uniform", "pitched", "drums"] = "nndsvda"  # type: ignore[assignment]
     refine_epochs: int = Field(5, gt=0)
 
     def learn_config(self) -> LearnConfig:

@@ -158,7 +158,8 @@ def learn_corpus(
     with connect(workers, scheduler, client=client) as c:
         result.workers = len(c.scheduler_info(n_workers=-1).get("workers", {}))
         result.dashboard = _dashboard(c)
-        if state is None:  # the corpus checked and its mean taken from its records, not V
+        mean = None  # a masked run's mean and checks skip masked entries: a pass over V
+        if state is None and not config.masked:  # checked and averaged from the records
             mean = corpus_mean(corpus, map=cluster_map(c))
         if not resume:
             model = ModelStore.create(model_path, config, corpus, block_frames=block_frames)

@@ -61,9 +61,17 @@ NOT_CONVERGED = (
 
 # max_iter is kept small: each check fits a few times, and a step costs about 1 ms here.
 CHECKED = [
-    NMF(n_components=1, random_state=0, max_iter=20),
-    NMF(random_state=0, max_iter=20),
-    NMF(n_components=1, beta_loss=1, batch_size=7, max_iter=10, norm="l2"),
+    NMF(n_components=1, random_state=0, max_iter=20, schedule="full", solver="mu"),
+    NMF(random_state=0, max_iter=20, schedule="full", solver="mu"),
+    NMF(
+        n_components=1,
+        beta_loss=1,
+        batch_size=7,
+        max_iter=10,
+        norm="l2",
+        schedule="full",
+        solver="mu",
+    ),
 ]
 
 
@@ -90,7 +98,9 @@ def test_sklearn_estimator_checks(estimator: NMF, check: Any) -> None:
 def test_full_batch_equals_sklearn_mu(beta: float) -> None:
     X, W, H = problem()
     ref = sklearn_mu(X, W, H, beta_loss=beta)
-    model = NMF(4, init="custom", tol=0, max_iter=N_ITER, beta_loss=beta)
+    model = NMF(
+        4, init="custom", tol=0, max_iter=N_ITER, beta_loss=beta, schedule="full", solver="mu"
+    )
     activations = model.fit_transform(X, W=W, H=H)
     assert_allclose(model.components_, ref.components_, **TOL64)
     assert_allclose(activations, ref.W_, **TOL64)
@@ -103,7 +113,9 @@ def test_full_batch_equals_sklearn_mu(beta: float) -> None:
 def test_float32_equals_sklearn_mu_and_stays_float32(beta: float) -> None:
     X, W, H = problem(dtype=np.float32)
     ref = sklearn_mu(X, W, H, beta_loss=beta)
-    model = NMF(4, init="custom", tol=0, max_iter=N_ITER, beta_loss=beta)
+    model = NMF(
+        4, init="custom", tol=0, max_iter=N_ITER, beta_loss=beta, schedule="full", solver="mu"
+    )
     activations = model.fit_transform(X, W=W, H=H)
     assert activations.dtype == model.components_.dtype == np.float32
     assert model.transform(X).dtype == np.float32
@@ -125,7 +137,10 @@ def test_float32_equals_sklearn_mu_and_stays_float32(beta: float) -> None:
 def test_penalties_equal_sklearn_mu(beta: float, penalty: dict[str, float]) -> None:
     X, W, H = problem()
     ref = sklearn_mu(X, W, H, beta_loss=beta, **penalty)
-    model = NMF(4, init="custom", tol=0, max_iter=N_ITER, beta_loss=beta, **penalty)
+    model = NMF(
+        4, init="custom", tol=0, max_iter=N_ITER, beta_loss=beta, **penalty, schedule="full",
+        solver="mu",
+    )
     activations = model.fit_transform(X, W=W, H=H)
     assert_allclose(model.components_, ref.components_, **TOL64)
     assert_allclose(activations, ref.W_, **TOL64)
@@ -157,7 +172,9 @@ def sklearn_transform(model: SkNMF, X: np.ndarray) -> np.ndarray:
 def test_convergence_test_and_transform_equal_sklearn(beta: float) -> None:
     X, W, H = problem()
     ref = sklearn_mu(X, W, H, beta_loss=beta, tol=1e-3, max_iter=1000)
-    model = NMF(4, init="custom", tol=1e-3, max_iter=1000, beta_loss=beta)
+    model = NMF(
+        4, init="custom", tol=1e-3, max_iter=1000, beta_loss=beta, schedule="full", solver="mu"
+    )
     model.fit(X, W=W, H=H)
     assert model.n_iter_ == ref.n_iter_ < 1000
     assert_allclose(model.components_, ref.components_, **TOL64)
@@ -167,7 +184,7 @@ def test_convergence_test_and_transform_equal_sklearn(beta: float) -> None:
 def test_custom_init_leaves_given_factors_alone() -> None:
     X, W, H = problem()
     W0, H0 = W.copy(), H.copy()
-    NMF(4, init="custom", max_iter=5, tol=0).fit(X, W=W, H=H)
+    NMF(4, init="custom", max_iter=5, tol=0, schedule="full", solver="mu").fit(X, W=W, H=H)
     assert_array_equal(W, W0)
     assert_array_equal(H, H0)
 
@@ -175,7 +192,7 @@ def test_custom_init_leaves_given_factors_alone() -> None:
 def test_random_init_draws_sklearns_components() -> None:
     # dnmf's 'random' dictionary is scikit-learn's H drawn from the same int seed
     X, _, _ = problem()
-    model = NMF(4, init="random", random_state=3, max_iter=1, tol=0)
+    model = NMF(4, init="random", random_state=3, max_iter=1, tol=0, schedule="full", solver="mu")
     ref = SkNMF(4, init="random", solver="mu", random_state=3, max_iter=1, tol=0)
     from sklearn.decomposition._nmf import _initialize_nmf
 
@@ -185,7 +202,8 @@ def test_random_init_draws_sklearns_components() -> None:
 
     V = np.ascontiguousarray(X.T)
     W0 = initial_templates(
-        LearnConfig(rank=4, init="random", seed=3), V.shape[0], float(X.mean()), V.dtype,
+        LearnConfig(rank=4, init="random", seed=3, schedule="full", solver="mu"), V.shape[0],
+        float(X.mean()), V.dtype,
         informed=Informed(), sample=lambda: V,
     )  # fmt: skip
     assert_allclose(W0[:, :, 0].T, H0, rtol=1e-12)
@@ -205,7 +223,9 @@ def test_error_falls_with_max_iter_and_factors_stay_nonnegative(
     X = low_rank()
     errors = []
     for max_iter in (2, 10, 50):
-        model = NMF(3, beta_loss=beta, tol=0, max_iter=max_iter, random_state=0, **params)
+        model = NMF(
+            3, beta_loss=beta, tol=0, max_iter=max_iter, random_state=0, **params, schedule="full"
+        )
         activations = model.fit_transform(X)
         assert (model.components_ >= 0).all() and (activations >= 0).all()
         assert model.n_iter_ == max_iter
@@ -218,7 +238,16 @@ def test_reconstruction_error_is_sklearns_definition() -> None:
 
     X = low_rank()
     for beta in (0.0, 0.5, 1.0, 2.0, 3.0):
-        model = NMF(3, beta_loss=beta, tol=0, max_iter=20, random_state=0, norm="l2")
+        model = NMF(
+            3,
+            beta_loss=beta,
+            tol=0,
+            max_iter=20,
+            random_state=0,
+            norm="l2",
+            schedule="full",
+            solver="mu",
+        )
         activations = model.fit_transform(X)
         expected = _beta_divergence(X, activations, model.components_, beta, square_root=True)
         assert_allclose(model.reconstruction_err_, expected, rtol=1e-10)
@@ -226,7 +255,7 @@ def test_reconstruction_error_is_sklearns_definition() -> None:
 
 def test_transform_of_training_data_is_close_to_fit_transform() -> None:
     X = low_rank()
-    model = NMF(3, beta_loss=2, tol=0, max_iter=400, random_state=0)
+    model = NMF(3, beta_loss=2, tol=0, max_iter=400, random_state=0, schedule="full", solver="mu")
     activations = model.fit_transform(X)
     again = model.transform(X)
     assert again.shape == activations.shape
@@ -237,7 +266,7 @@ def test_transform_of_training_data_is_close_to_fit_transform() -> None:
 
 def test_inverse_transform_shape_and_value() -> None:
     X = low_rank()
-    model = NMF(3, max_iter=20, random_state=0, tol=0)
+    model = NMF(3, max_iter=20, random_state=0, tol=0, schedule="full", solver="mu")
     activations = model.fit_transform(X)
     back = model.inverse_transform(activations)
     assert back.shape == X.shape
@@ -247,8 +276,10 @@ def test_inverse_transform_shape_and_value() -> None:
 
 def test_norm_keeps_the_product_and_gives_unit_atoms() -> None:
     X = low_rank()
-    plain = NMF(3, tol=0, max_iter=30, random_state=0, beta_loss=1)
-    normed = NMF(3, tol=0, max_iter=30, random_state=0, beta_loss=1, norm="l2")
+    plain = NMF(3, tol=0, max_iter=30, random_state=0, beta_loss=1, schedule="full", solver="mu")
+    normed = NMF(
+        3, tol=0, max_iter=30, random_state=0, beta_loss=1, norm="l2", schedule="full", solver="mu"
+    )
     A, B = plain.fit_transform(X), normed.fit_transform(X)
     assert_allclose(np.linalg.norm(normed.components_, axis=1), 1.0, rtol=1e-12)
     assert_allclose(B @ normed.components_, A @ plain.components_, rtol=1e-8, atol=1e-12)
@@ -256,53 +287,65 @@ def test_norm_keeps_the_product_and_gives_unit_atoms() -> None:
 
 def test_fixed_components_do_not_move() -> None:
     X, W, H = problem()
-    model = NMF(4, init="custom", fixed_components=[0, 2], max_iter=20, tol=0)
+    model = NMF(
+        4, init="custom", fixed_components=[0, 2], max_iter=20, tol=0, schedule="full", solver="mu"
+    )
     model.fit(X, W=W, H=H)
     assert_array_equal(model.components_[[0, 2]], H[[0, 2]])
     assert not np.allclose(model.components_[1], H[1])
     with pytest.raises(ValueError, match="init='custom'"):
-        NMF(4, fixed_components=[0]).fit(X)
+        NMF(4, fixed_components=[0], schedule="full", solver="mu").fit(X)
     with pytest.raises(ValueError, match="out of range"):
-        NMF(4, init="custom", fixed_components=[4]).fit(X, W=W, H=H)
+        NMF(4, init="custom", fixed_components=[4], schedule="full", solver="mu").fit(X, W=W, H=H)
 
 
 @pytest.mark.parametrize("init", ["random", "nndsvda", "kmeans", None])
 def test_inits_run_and_are_seeded(init: str | None) -> None:
     X = low_rank()
-    a = NMF(3, init=init, random_state=5, max_iter=10, tol=0).fit(X).components_
-    b = NMF(3, init=init, random_state=5, max_iter=10, tol=0).fit(X).components_
+    a = (
+        NMF(3, init=init, random_state=5, max_iter=10, tol=0, schedule="full", solver="mu")
+        .fit(X)
+        .components_
+    )
+    b = (
+        NMF(3, init=init, random_state=5, max_iter=10, tol=0, schedule="full", solver="mu")
+        .fit(X)
+        .components_
+    )
     assert_array_equal(a, b)
 
 
 def test_more_components_than_features_as_sklearn() -> None:
     X = low_rank(n_samples=30, n_features=4)
-    model = NMF(6, max_iter=10, tol=0, random_state=0)
+    model = NMF(6, max_iter=10, tol=0, random_state=0, schedule="full", solver="mu")
     assert model.fit_transform(X).shape == (30, 6)
 
 
 def test_dtypes_and_bad_input() -> None:
     X = (low_rank() * 10).astype(np.int64)
-    model = NMF(2, max_iter=5, tol=0, random_state=0)
+    model = NMF(2, max_iter=5, tol=0, random_state=0, schedule="full", solver="mu")
     assert model.fit_transform(X).dtype == np.float64
     with pytest.raises(ValueError, match="Negative values"):
-        NMF(2).fit(-np.ones((5, 4)))
+        NMF(2, schedule="full", solver="mu").fit(-np.ones((5, 4)))
     bad = np.ones((5, 4))
     bad[1, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        NMF(2).fit(bad)
+        NMF(2, schedule="full", solver="mu").fit(bad)
     with pytest.raises(ValueError, match="4 features"):
         model.fit(np.ones((5, 4))).transform(np.ones((5, 3)))
     with pytest.raises(ValueError, match="beta_loss"):
-        NMF(2, beta_loss="nope").fit(np.ones((5, 4)))
+        NMF(2, beta_loss="nope", schedule="full", solver="mu").fit(np.ones((5, 4)))
 
 
 def test_convergence_warning_as_sklearn() -> None:
     X = low_rank()
     with pytest.warns(ConvergenceWarning, match="Maximum number of iterations 3"):
-        NMF(3, max_iter=3, tol=1e-12, random_state=0).fit(X)
+        NMF(3, max_iter=3, tol=1e-12, random_state=0, schedule="full", solver="mu").fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        NMF(3, max_iter=3, tol=0, random_state=0).fit(X)  # tol=0: no test, no warning
+        NMF(3, max_iter=3, tol=0, random_state=0, schedule="full", solver="mu").fit(
+            X
+        )  # tol=0: no test, no warning
 
 
 # -- partial_fit ------------------------------------------------------------------------------
@@ -311,7 +354,7 @@ def test_convergence_warning_as_sklearn() -> None:
 def test_partial_fit_lowers_the_error_over_calls() -> None:
     X = low_rank(n_samples=400)
     batches = np.array_split(X, 8)
-    model = NMF(3, beta_loss=1, random_state=0)
+    model = NMF(3, beta_loss=1, random_state=0, schedule="full", solver="mu")
     first_pass: list[float] = []
     last_pass: list[float] = []
     for epoch in range(15):
@@ -329,7 +372,7 @@ def test_partial_fit_lowers_the_error_over_calls() -> None:
 
 def test_partial_fit_after_fit_continues_and_keeps_float32() -> None:
     X = low_rank().astype(np.float32)
-    model = NMF(3, random_state=0, max_iter=20, tol=0, batch_size=50)
+    model = NMF(3, random_state=0, max_iter=20, tol=0, batch_size=50, schedule="full", solver="mu")
     model.fit(X)
     steps = model.n_steps_
     assert steps == 20 * 4
@@ -342,7 +385,9 @@ def test_partial_fit_after_fit_continues_and_keeps_float32() -> None:
 
 def test_partial_fit_with_rank_above_batch_frames() -> None:
     X = low_rank()
-    model = NMF(5, init="random", random_state=0, norm="max", beta_loss=0.5)
+    model = NMF(
+        5, init="random", random_state=0, norm="max", beta_loss=0.5, schedule="full", solver="mu"
+    )
     model.partial_fit(X[:3])
     model.partial_fit(X[3:6])
     assert model.components_.shape == (5, 16)
@@ -369,7 +414,15 @@ def test_librosa_decompose_accepts_it() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         comps, acts = librosa.decompose.decompose(
-            S, transformer=NMF(n_components=8, random_state=0, beta_loss=1, max_iter=50)
+            S,
+            transformer=NMF(
+                n_components=8,
+                random_state=0,
+                beta_loss=1,
+                max_iter=50,
+                schedule="full",
+                solver="mu",
+            ),
         )
     assert comps.shape == (64, 8) and acts.shape == (8, 120)
     assert comps.dtype == acts.dtype == np.float32
@@ -386,8 +439,10 @@ def test_dask_input_without_a_client_is_computed() -> None:
     except ValueError:
         pass
     X = low_rank().astype(np.float32)
-    a = NMF(3, random_state=0, max_iter=10, tol=0).fit_transform(X)
-    b = NMF(3, random_state=0, max_iter=10, tol=0).fit_transform(da.from_array(X, chunks=50))
+    a = NMF(3, random_state=0, max_iter=10, tol=0, schedule="full", solver="mu").fit_transform(X)
+    b = NMF(3, random_state=0, max_iter=10, tol=0, schedule="full", solver="mu").fit_transform(
+        da.from_array(X, chunks=50)
+    )
     assert_array_equal(a, b)
 
 
@@ -403,8 +458,8 @@ def test_dask_input_runs_on_the_cluster(cluster_client: Any, params: dict[str, A
     """On the cluster (DaskBackend), bitwise the result of the same blocks in memory."""
     da = pytest.importorskip("dask.array")
     X = low_rank().astype(np.float32)
-    local = NMF(3, random_state=0, **params)
-    remote = NMF(3, random_state=0, **params)
+    local = NMF(3, random_state=0, **params, schedule="full")
+    remote = NMF(3, random_state=0, **params, schedule="full")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         a = local.fit_transform(X)
@@ -419,7 +474,9 @@ def test_dask_input_runs_on_the_cluster(cluster_client: Any, params: dict[str, A
 # -- what scikit-learn's users expect of the start ------------------------------------------------
 def test_partial_fit_on_silence_keeps_the_dictionary_alive() -> None:
     X, _, _ = problem(n_samples=80)
-    model = NMF(4, init="random", random_state=0, tol=0, max_iter=5).fit(X)
+    model = NMF(
+        4, init="random", random_state=0, tol=0, max_iter=5, schedule="full", solver="mu"
+    ).fit(X)
     before = model.components_.copy()
     model.partial_fit(np.zeros_like(X[:40]))
     # The accumulators start from the dictionary (scikit-learn's A = W, B = 1), so a
@@ -437,7 +494,9 @@ def test_a_bin_silent_in_the_first_step_is_learned_later() -> None:
 
     rng = np.random.default_rng(5)
     V = (rng.random((12, 3)) @ rng.random((3, 400)) + 0.1).astype(np.float32)
-    cfg = LearnConfig(rank=3, epochs=4, batch_chunks=2, tol=0, n_inner=2)
+    cfg = LearnConfig(
+        rank=3, epochs=4, batch_chunks=2, tol=0, n_inner=2, schedule="full", solver="mu"
+    )
     first = epoch_steps(8, 2, seed=cfg.seed, epoch=0)[0]
     for b in first:
         V[0, b * 50 : (b + 1) * 50] = 0.0  # bin 0 has no energy in the first step
@@ -449,7 +508,7 @@ def test_a_bin_silent_in_the_first_step_is_learned_later() -> None:
 def test_nndsvda_with_more_components_than_the_data_allows_is_refused() -> None:
     X = np.random.default_rng(0).random((6, 10))
     with pytest.raises(ValueError, match=r"init = 'nndsvda' can only be used when n_components"):
-        NMF(8, init="nndsvda").fit(X)
+        NMF(8, init="nndsvda", schedule="full", solver="mu").fit(X)
 
 
 @pytest.mark.parametrize("which", ["W", "H"])
@@ -459,14 +518,16 @@ def test_custom_factors_full_of_zeros_are_refused(which: str) -> None:
     given = {"W": W, "H": H}
     given[which] = np.zeros_like(given[which])
     with pytest.raises(ValueError, match=f"got {which} full of zeros"):
-        NMF(3, init="custom").fit(X, **given)
+        NMF(3, init="custom", schedule="full", solver="mu").fit(X, **given)
 
 
 def test_batch_size_means_samples_per_minibatch_step_as_in_sklearn() -> None:
     """A port of ``MiniBatchNMF(batch_size=...)`` gets minibatch steps of that many samples."""
     X = low_rank()  # 200 samples
-    full = NMF(3, random_state=0, max_iter=5, tol=0).fit(X)
-    mini = NMF(3, random_state=0, max_iter=5, tol=0, batch_size=64).fit(X)
+    full = NMF(3, random_state=0, max_iter=5, tol=0, schedule="full", solver="mu").fit(X)
+    mini = NMF(
+        3, random_state=0, max_iter=5, tol=0, batch_size=64, schedule="full", solver="mu"
+    ).fit(X)
     assert full.n_steps_ == 5 and mini.n_steps_ == 5 * 4  # ceil(200 / 64) steps an epoch
     assert not np.allclose(full.components_, mini.components_)
 
@@ -478,10 +539,12 @@ def test_coordinate_descent_equals_sklearns_cd(solver: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         acts_ref = ref.fit_transform(X, W=W.copy(), H=H.copy())
-    model = NMF(4, solver=solver, beta_loss=2, init="custom", max_iter=N_ITER, tol=0)
+    model = NMF(
+        4, solver=solver, beta_loss=2, init="custom", max_iter=N_ITER, tol=0, schedule="full"
+    )
     acts = model.fit_transform(X, W=W.copy(), H=H.copy())
     assert_allclose(model.components_, ref.components_, **TOL64)
     assert_allclose(acts, acts_ref, **TOL64)
     assert model.transform(X).shape == acts.shape
     with pytest.raises(ValueError, match="solver='hals' is for beta=2"):
-        NMF(4, solver=solver, beta_loss=1).fit(X)
+        NMF(4, solver=solver, beta_loss=1, schedule="full").fit(X)

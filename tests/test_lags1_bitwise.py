@@ -102,7 +102,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_in_process_equals_the_old_nmf_bitwise(beta: float, schedule: str) -> None:
     V = _data()
     W_ref, H_ref = _reference(V, _options(beta, schedule))
-    fit = fit_in_memory(V, LearnConfig(**_options(beta, schedule)), block_frames=100)
+    fit = fit_in_memory(
+        V, LearnConfig(**_options(beta, schedule), schedule="full", solver="mu"), block_frames=100
+    )
     assert fit.W.shape == W_ref.shape  # a one-lag model is (bin, component) outside
     assert fit.W.tobytes() == W_ref.tobytes()
     assert fit.H.tobytes() == H_ref.astype(np.float32).tobytes()
@@ -114,7 +116,7 @@ def test_one_and_two_workers_equal_the_old_nmf_bitwise(
     beta: float, schedule: str, corpus: Path, tmp_path: Path, cluster_client: object
 ) -> None:
     W_ref, H_ref = _reference(_data(), _options(beta, schedule))
-    cfg = LearnConfig(**_options(beta, schedule))
+    cfg = LearnConfig(**_options(beta, schedule), schedule="full", solver="mu")
     with connect(workers=1, processes=False) as one:
         learn_corpus(corpus, tmp_path / "one.zarr", config=cfg, client=one)
     learn_corpus(corpus, tmp_path / "two.zarr", config=cfg, client=cluster_client)

@@ -40,10 +40,12 @@ def test_full_batch_equals_sklearn_mu(beta: float) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         acts = ref.fit_transform(X, W=W_sk.copy(), H=H_sk.copy())
-    cfg = LearnConfig(rank=5, beta=beta, epochs=30, init="custom", norm=None, tol=0)
+    cfg = LearnConfig(
+        rank=5, beta=beta, epochs=30, init="custom", norm=None, tol=0, schedule="full", solver="mu"
+    )
     state, be = memory_fit(X.T.copy(), cfg, W0=H_sk.T.copy(), H0=W_sk.T.copy())
     np.testing.assert_allclose(state.W[:, :, 0], ref.components_.T, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(be.activations(state.epoch), acts.T, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(be.activations(state.latest_buffer), acts.T, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("beta", [0.0, 1.0, 1.5, 2.0])
@@ -52,7 +54,9 @@ def test_full_batch_equals_sklearn_mu(beta: float) -> None:
 def test_loss_never_rises_in_full_batch(beta: float, norm: str | None, lags: int) -> None:
     V = (np.random.default_rng(1).random((30, 200)) ** 2).astype(np.float32)
     V[:, 5] = 0.0  # a silent frame
-    cfg = LearnConfig(rank=4, lags=lags, beta=beta, epochs=40, norm=norm, tol=0)
+    cfg = LearnConfig(
+        rank=4, lags=lags, beta=beta, epochs=40, norm=norm, tol=0, schedule="full", solver="mu"
+    )
     state, _ = memory_fit(V, cfg)
     losses = np.array(state.losses)
     assert (np.diff(losses) <= 1e-5 * losses[0]).all(), losses
@@ -63,9 +67,11 @@ def test_loss_never_rises_in_full_batch(beta: float, norm: str | None, lags: int
 def test_exact_low_rank_product_is_recovered() -> None:
     rng = np.random.default_rng(2)
     V = rng.random((20, 3)) @ rng.random((3, 400))
-    cfg = LearnConfig(rank=3, beta=2, epochs=2000, tol=0, init="nndsvda")
+    cfg = LearnConfig(
+        rank=3, beta=2, epochs=2000, tol=0, init="nndsvda", schedule="full", solver="mu"
+    )
     state, be = memory_fit(V, cfg, block=100)
-    H = be.activations(state.epoch) * np.repeat(state.pending, 100, axis=0)[:400].T
+    H = be.activations(state.latest_buffer) * np.repeat(state.pending, 100, axis=0)[:400].T
     assert np.linalg.norm(state.W[:, :, 0] @ H - V) / np.linalg.norm(V) < 5e-3
 
 
@@ -75,8 +81,7 @@ def test_minibatch_lowers_the_loss_and_fixed_components_stay() -> None:
     W0 = rng.random((25, 5)).astype(np.float32)
     cfg = LearnConfig(
         rank=5, beta=1, epochs=15, batch_chunks=2, n_inner=3, init="custom",
-        fixed_components=(0, 3), tol=0,
-    )  # fmt: skip
+        fixed_components=(0, 3), tol=0, schedule="full", solver="mu")  # fmt: skip
     state, _ = memory_fit(V, cfg, W0=W0, block=100)
     assert state.losses[-1] < 0.5 * state.losses[0]
     assert state.W[:, [0, 3], 0].tobytes() == W0[:, [0, 3]].tobytes()
@@ -94,7 +99,7 @@ def test_epoch_steps_are_a_seeded_partition() -> None:
 
 def test_a_retried_visit_reads_and_writes_the_same() -> None:
     V = np.random.default_rng(4).random((10, 50)).astype(np.float32)
-    cfg = LearnConfig(rank=3, tol=0, epochs=2)
+    cfg = LearnConfig(rank=3, tol=0, epochs=2, schedule="full", solver="mu")
     state, be = memory_fit(V, cfg, block=25)
     p = VisitParams(1.0, 2, 0.0, 0.0, 0, state.avg)
     (visit,) = plan_visits(
@@ -111,7 +116,9 @@ def test_a_retried_visit_reads_and_writes_the_same() -> None:
 @pytest.mark.parametrize("init", ["nndsvda", "kmeans"])
 def test_sample_inits(init: str) -> None:
     V = (np.random.default_rng(5).random((30, 300)) ** 3).astype(np.float32)
-    cfg = LearnConfig(rank=6, init=init, epochs=10, tol=0, sample_frames=100)
+    cfg = LearnConfig(
+        rank=6, init=init, epochs=10, tol=0, sample_frames=100, schedule="full", solver="mu"
+    )
     state, _ = memory_fit(V, cfg)
     assert state.W.shape == (30, 6, 1) and (state.W >= 0).all() and np.isfinite(state.losses).all()
     assert state.losses[-1] < state.losses[0]
@@ -155,7 +162,17 @@ def test_cluster_equals_memory_bitwise_for_1_2_3_workers(
 ) -> None:
     from dnmf.cluster import connect
 
-    cfg = LearnConfig(rank=4, lags=lags, epochs=6, batch_chunks=3, n_inner=2, tol=0, seed=3)
+    cfg = LearnConfig(
+        rank=4,
+        lags=lags,
+        epochs=6,
+        batch_chunks=3,
+        n_inner=2,
+        tol=0,
+        seed=3,
+        schedule="full",
+        solver="mu",
+    )
     V = CorpusStore.open(corpus).V[:]
     mem, _ = memory_fit(V, cfg, block=100)
     two = learn_corpus(corpus, tmp_path / "two.zarr", config=cfg, client=cluster_client)
@@ -173,7 +190,15 @@ def test_resume_ends_bitwise_where_an_uninterrupted_run_ends(
     corpus: Path, tmp_path: Path, cluster_client, lags: int
 ) -> None:
     cfg = LearnConfig(
-        rank=4, lags=lags, epochs=5, batch_chunks=2, n_inner=2, tol=0, checkpoint_every=3
+        rank=4,
+        lags=lags,
+        epochs=5,
+        batch_chunks=2,
+        n_inner=2,
+        tol=0,
+        checkpoint_every=3,
+        schedule="full",
+        solver="mu",
     )
     whole = learn_corpus(corpus, tmp_path / "whole.zarr", config=cfg, client=cluster_client)
     with pytest.raises(Crash):
@@ -196,7 +221,10 @@ def test_model_store_opens_in_xarray(corpus: Path, tmp_path: Path, cluster_clien
     import xarray as xr
 
     learn_corpus(
-        corpus, tmp_path / "m.zarr", config=LearnConfig(rank=3, epochs=3), client=cluster_client
+        corpus,
+        tmp_path / "m.zarr",
+        config=LearnConfig(rank=3, epochs=3, schedule="full", solver="mu"),
+        client=cluster_client,
     )
     ds = xr.open_zarr(tmp_path / "m.zarr")
     assert ds.W.dims == ("bin", "component") and ds.W.shape == (33, 3)
@@ -210,11 +238,21 @@ def test_bad_values_name_chunk_and_frame(tmp_path: Path, cluster_client) -> None
     V[4, 237] = np.nan
     store = write_corpus(tmp_path / "bad.zarr", V, chunk_frames=100)
     with pytest.raises(InvalidDataError, match=r"bin 4, frame 237 of chunk 2"):
-        learn_corpus(store, tmp_path / "m.zarr", config=LearnConfig(rank=2), client=cluster_client)
+        learn_corpus(
+            store,
+            tmp_path / "m.zarr",
+            config=LearnConfig(rank=2, schedule="full", solver="mu"),
+            client=cluster_client,
+        )
     V[4, 237] = -1.0
     store = write_corpus(tmp_path / "neg.zarr", V, chunk_frames=100)
     with pytest.raises(InvalidDataError, match="negative"):
-        learn_corpus(store, tmp_path / "m2.zarr", config=LearnConfig(rank=2), client=cluster_client)
+        learn_corpus(
+            store,
+            tmp_path / "m2.zarr",
+            config=LearnConfig(rank=2, schedule="full", solver="mu"),
+            client=cluster_client,
+        )
 
 
 def test_bad_input_is_refused_and_nothing_overwritten(
@@ -222,25 +260,53 @@ def test_bad_input_is_refused_and_nothing_overwritten(
 ) -> None:
     with pytest.raises(DnmfUsageError, match="rank=40 is larger than the data allows"):
         learn_corpus(
-            corpus, tmp_path / "m.zarr", config=LearnConfig(rank=40), client=cluster_client
+            corpus,
+            tmp_path / "m.zarr",
+            config=LearnConfig(rank=40, schedule="full", solver="mu"),
+            client=cluster_client,
         )
     learn_corpus(
-        corpus, tmp_path / "m.zarr", config=LearnConfig(rank=2, epochs=2), client=cluster_client
+        corpus,
+        tmp_path / "m.zarr",
+        config=LearnConfig(rank=2, epochs=2, schedule="full", solver="mu"),
+        client=cluster_client,
     )
     before = ModelStore.open(tmp_path / "m.zarr").W
     with pytest.raises(DnmfUsageError, match="exists; pass --resume"):
-        learn_corpus(corpus, tmp_path / "m.zarr", config=LearnConfig(rank=2, epochs=3))
+        learn_corpus(
+            corpus,
+            tmp_path / "m.zarr",
+            config=LearnConfig(rank=2, epochs=3, schedule="full", solver="mu"),
+        )
     other = write_corpus(tmp_path / "other.zarr", np.ones((33, 50), np.float32), chunk_frames=100)
     with pytest.raises(StoreMismatchError, match="another corpus"):
-        learn_corpus(other, tmp_path / "m.zarr", config=LearnConfig(rank=2, epochs=3), resume=True)
+        learn_corpus(
+            other,
+            tmp_path / "m.zarr",
+            config=LearnConfig(rank=2, epochs=3, schedule="full", solver="mu"),
+            resume=True,
+        )
     with pytest.raises(StoreMismatchError, match="seed=0"):
-        learn_corpus(corpus, tmp_path / "m.zarr", config=LearnConfig(rank=2, seed=1), resume=True)
+        learn_corpus(
+            corpus,
+            tmp_path / "m.zarr",
+            config=LearnConfig(rank=2, seed=1, schedule="full", solver="mu"),
+            resume=True,
+        )
     assert ModelStore.open(tmp_path / "m.zarr").W.tobytes() == before.tobytes()
     with pytest.raises(StoreFormatError, match="not a corpus store"):
-        learn_corpus(tmp_path / "m.zarr", tmp_path / "m3.zarr", config=LearnConfig(rank=2))
+        learn_corpus(
+            tmp_path / "m.zarr",
+            tmp_path / "m3.zarr",
+            config=LearnConfig(rank=2, schedule="full", solver="mu"),
+        )
     zarr.open_group(tmp_path / "plain.zarr", mode="w")
     with pytest.raises(StoreFormatError, match="not a dnmf store"):
-        learn_corpus(tmp_path / "plain.zarr", tmp_path / "m4.zarr", config=LearnConfig(rank=2))
+        learn_corpus(
+            tmp_path / "plain.zarr",
+            tmp_path / "m4.zarr",
+            config=LearnConfig(rank=2, schedule="full", solver="mu"),
+        )
     with pytest.raises(DnmfUsageError, match="beta='hellinger'"):
         LearnConfig.from_options(rank=2, beta="hellinger")
 
@@ -279,7 +345,7 @@ def test_a_model_store_of_the_previous_version_opens_resumes_and_exports(
     from dnmf.io.store import read_meta, write_meta
     from pipelines.export import export
 
-    cfg = LearnConfig(rank=3, epochs=4, tol=0)
+    cfg = LearnConfig(rank=3, epochs=4, tol=0, schedule="full", solver="mu")
     whole = learn_corpus(corpus, tmp_path / "whole.zarr", config=cfg, client=cluster_client)
     path = tmp_path / "old.zarr"
     with pytest.raises(Crash):
@@ -336,11 +402,19 @@ def test_hals_equals_sklearns_coordinate_descent(penalty: dict[str, float]) -> N
         warnings.simplefilter("ignore")
         acts = ref.fit_transform(X, W=W_sk.copy(), H=H_sk.copy())
     cfg = LearnConfig(
-        rank=5, beta=2, solver="hals", epochs=25, init="custom", norm=None, tol=0, **penalty
+        rank=5,
+        beta=2,
+        solver="hals",
+        epochs=25,
+        init="custom",
+        norm=None,
+        tol=0,
+        **penalty,
+        schedule="full",
     )
     state, be = memory_fit(X.T.copy(), cfg, W0=H_sk.T.copy(), H0=W_sk.T.copy(), block=300)
     np.testing.assert_allclose(state.W[:, :, 0], ref.components_.T, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(be.activations(state.epoch), acts.T, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(be.activations(state.latest_buffer), acts.T, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("schedule", [{}, {"batch_chunks": 2, "n_inner": 2}])
@@ -349,7 +423,7 @@ def test_hals_loss_never_rises_in_full_batch_and_minibatch_learns(schedule: dict
     V = (rng.random((30, 4)) @ rng.random((4, 400)) + 0.01 * rng.random((30, 400))).astype(
         np.float32
     )
-    cfg = LearnConfig(rank=4, beta=2, solver="hals", epochs=30, tol=0, **schedule)
+    cfg = LearnConfig(rank=4, beta=2, solver="hals", epochs=30, tol=0, **schedule, schedule="full")
     state, _ = memory_fit(V, cfg, block=100)
     losses = np.array(state.losses)
     if not schedule:

@@ -100,7 +100,17 @@ def test_masked_learner_equals_a_dense_weighted_reference(beta: float, lags: int
     rng = np.random.default_rng(2)
     W0, H0 = rng.random((V.shape[0], 3, lags)) + 0.1, rng.random((3, V.shape[1])) + 0.1
     W_ref, H_ref, losses = weighted_reference(V, M, W0, H0, beta=beta, n_iter=8)
-    cfg = LearnConfig(rank=3, lags=lags, epochs=8, beta=beta, init="custom", norm=None, tol=0)
+    cfg = LearnConfig(
+        rank=3,
+        lags=lags,
+        epochs=8,
+        beta=beta,
+        init="custom",
+        norm=None,
+        tol=0,
+        schedule="full",
+        solver="mu",
+    )
     for block in (240, 37):
         r = fit_in_memory(V, cfg, W_init=W0, H_init=H0, block_frames=block, M=M)
         W = r.W if lags > 1 else r.W[:, :, None]
@@ -115,7 +125,16 @@ def test_masked_learner_equals_a_dense_weighted_reference(beta: float, lags: int
 def test_masked_values_change_no_bit(lags: int, batch: int | None, beta: float) -> None:
     V, M = data(3)
     V, M = V.astype(np.float32), M > 0
-    cfg = LearnConfig(rank=3, lags=lags, beta=beta, epochs=4, tol=0, batch_chunks=batch)
+    cfg = LearnConfig(
+        rank=3,
+        lags=lags,
+        beta=beta,
+        epochs=4,
+        tol=0,
+        batch_chunks=batch,
+        schedule="full",
+        solver="mu",
+    )
     a = fit_in_memory(V, cfg, block_frames=48, M=M)
     for junk in (np.nan, np.inf, -5.0, 1e30):
         V2 = V.copy()
@@ -131,7 +150,16 @@ def test_masked_values_change_no_bit(lags: int, batch: int | None, beta: float) 
 def test_a_mask_of_ones_is_no_mask_bitwise(lags: int, batch: int | None, beta: float) -> None:
     V, _ = data(4)
     V = V.astype(np.float32)
-    cfg = LearnConfig(rank=3, lags=lags, beta=beta, epochs=4, tol=0, batch_chunks=batch)
+    cfg = LearnConfig(
+        rank=3,
+        lags=lags,
+        beta=beta,
+        epochs=4,
+        tol=0,
+        batch_chunks=batch,
+        schedule="full",
+        solver="mu",
+    )
     plain = fit_in_memory(V, cfg, block_frames=48)
     for ones in (np.ones(V.shape, dtype=bool), np.ones(V.shape, dtype=np.float32)):
         masked = fit_in_memory(V, cfg, block_frames=48, M=ones)
@@ -242,7 +270,8 @@ def test_stored_mask_on_one_and_two_workers_is_bitwise_memory(
     z[:] = M
     for lags in (1, 4):
         cfg = LearnConfig(rank=4, lags=lags, epochs=4, batch_chunks=3, tol=0, seed=3,
-                          mask_store=mask_url, mask_silence=-200.0)  # fmt: skip
+                          mask_store=mask_url, mask_silence=-200.0, schedule="full",
+                          solver="mu")  # fmt: skip
         mem = fit_in_memory(V, cfg.model_copy(update={"mask_store": None}), block_frames=100, M=M)
         two = learn_corpus(corpus, tmp_path / f"two{lags}.zarr", config=cfg, client=cluster_client)
         with connect(workers=1, processes=False) as c1:
@@ -275,7 +304,7 @@ def test_estimators_take_a_mask_and_ignore_what_it_hides(cls: str) -> None:
     X, keep = low_rank()
     est = getattr(dnmf, cls)
     kw = {"lags": 3} if cls == "NMFD" else {}
-    make = lambda: est(n_components=4, max_iter=60, tol=0, random_state=0, **kw)  # noqa: E731
+    make = lambda: est(n_components=4, max_iter=60, tol=0, random_state=0, solver="mu", **kw)  # noqa: E731
     X_nan = np.where(keep, X, np.nan)
     a, b = make(), make()
     Ha = a.fit_transform(np.where(keep, X, 0.0), mask=keep)
@@ -359,7 +388,12 @@ def test_held_out_loss_is_lowest_at_the_true_rank(seed: int) -> None:
     spec = MaskSpec(holdout=Holdout(share=0.1, seed=seed))
     held, train = [], []
     for rank in (2, 4, 8):
-        r = fit_in_memory(V, LearnConfig(rank=rank, epochs=60, tol=0), block_frames=800, mask=spec)
+        r = fit_in_memory(
+            V,
+            LearnConfig(rank=rank, epochs=60, tol=0, schedule="full", solver="mu"),
+            block_frames=800,
+            mask=spec,
+        )
         t, h, n_t, n_h = split_losses(V, r.W, r.H, spec, 0, 1.0)
         held.append(h / n_h)
         train.append(t / n_t)

@@ -152,7 +152,16 @@ def test_chunked_learner_equals_whole_matrix_nmfd(beta: float, n_inner: int) -> 
     W0, H0 = rng.random((12, 3, 5)), rng.random((3, 300))
     W_ref, H_ref, losses = reference_nmfd(V, W0, H0, beta=beta, n_iter=12, n_inner=n_inner)
     cfg = LearnConfig(
-        rank=3, lags=5, epochs=12, beta=beta, n_inner=n_inner, init="custom", norm=None, tol=0
+        rank=3,
+        lags=5,
+        epochs=12,
+        beta=beta,
+        n_inner=n_inner,
+        init="custom",
+        norm=None,
+        tol=0,
+        schedule="full",
+        solver="mu",
     )
     for block in (300, 40, 3):  # one block; halos within a neighbour; halos over several
         r = fit_in_memory(V, cfg, W_init=W0, H_init=H0, block_frames=block)
@@ -167,7 +176,16 @@ def test_known_templates_are_recovered() -> None:
     runs = [
         fit_in_memory(
             V,
-            LearnConfig(rank=3, lags=6, epochs=300, tol=0, seed=s, h_init="uniform"),
+            LearnConfig(
+                rank=3,
+                lags=6,
+                epochs=300,
+                tol=0,
+                seed=s,
+                h_init="uniform",
+                schedule="full",
+                solver="mu",
+            ),
             block_frames=200,
         )
         for s in range(3)
@@ -181,7 +199,9 @@ def test_known_templates_are_recovered() -> None:
 def test_minibatch_lowers_the_loss_and_regularisers_act() -> None:
     V, _, _ = synthetic(4, n=400)
     V = V.astype(np.float32)
-    base = LearnConfig(rank=3, lags=6, epochs=15, batch_chunks=2, n_inner=2, tol=0)
+    base = LearnConfig(
+        rank=3, lags=6, epochs=15, batch_chunks=2, n_inner=2, tol=0, schedule="full", solver="mu"
+    )
     r = fit_in_memory(V, base, block_frames=100)
     assert r.losses[-1] < 0.5 * r.losses[0]
     sparse = fit_in_memory(V, base.model_copy(update={"sparsity_weight": 5.0}), block_frames=100)
@@ -195,7 +215,16 @@ def test_fixed_templates_and_fixed_activations_stay() -> None:
     rng = np.random.default_rng(0)
     W0 = (rng.random(W_true.shape) + 0.1).astype(np.float32)
     V = V.astype(np.float32)
-    cfg = LearnConfig(rank=3, lags=6, epochs=10, init="custom", fixed_components=(0, 2), tol=0)
+    cfg = LearnConfig(
+        rank=3,
+        lags=6,
+        epochs=10,
+        init="custom",
+        fixed_components=(0, 2),
+        tol=0,
+        schedule="full",
+        solver="mu",
+    )
     r = fit_in_memory(V, cfg, W_init=W0, block_frames=100)
     assert r.W[:, [0, 2]].tobytes() == W0[:, [0, 2]].tobytes()
     assert not np.array_equal(r.W[:, 1], W0[:, 1])
@@ -226,9 +255,13 @@ def test_bad_configs_say_what_to_do() -> None:
         LearnConfig.from_options(rank=2, fixed_components=(0,))
     V = np.ones((5, 10), np.float32)
     with pytest.raises(DnmfUsageError, match="lags=12 is longer than the corpus"):
-        fit_in_memory(V, LearnConfig(rank=2, lags=12))
+        fit_in_memory(V, LearnConfig(rank=2, lags=12, schedule="full", solver="mu"))
     with pytest.raises(DnmfUsageError, match="smaller than the 3 informed components"):
-        fit_in_memory(V, LearnConfig(rank=2, lags=2), informed=Informed(labels=("a", "b", "c")))
+        fit_in_memory(
+            V,
+            LearnConfig(rank=2, lags=2, schedule="full", solver="mu"),
+            informed=Informed(labels=("a", "b", "c")),
+        )
 
 
 # --------------------------------------------------------------------------- libnmfd
@@ -272,14 +305,26 @@ def test_agrees_with_libnmfd_from_the_same_init() -> None:
     # its denominators leaves up to 1e-8 (relative) in the smallest activations after 20.
     n = 20
     lib_W, lib_H = libnmfd_nmfd(V, W0, H0 / V.sum(), n, fix_W=True)
-    cfg = LearnConfig(rank=3, lags=6, epochs=n, init="custom", norm=None, tol=0, fix_W=True)
+    cfg = LearnConfig(
+        rank=3,
+        lags=6,
+        epochs=n,
+        init="custom",
+        norm=None,
+        tol=0,
+        fix_W=True,
+        schedule="full",
+        solver="mu",
+    )
     ours = fit_in_memory(V, cfg, W_init=W0, H_init=H0, block_frames=256)
     inside = V.shape[1] - (n + 1) * 5
     np.testing.assert_allclose(ours.H[:, :inside], lib_H[:, :inside], rtol=2e-8, atol=0)
     # Everything learned: other update orders (libnmfd updates W first, from the same Λ,
     # and rescales templates without H), the same templates and about the same loss.
     lib_W, lib_H = libnmfd_nmfd(V, W0, H0 / V.sum(), 100)
-    cfg = LearnConfig(rank=3, lags=6, epochs=100, init="custom", norm=None, tol=0)
+    cfg = LearnConfig(
+        rank=3, lags=6, epochs=100, init="custom", norm=None, tol=0, schedule="full", solver="mu"
+    )
     ours = fit_in_memory(V, cfg, W_init=W0, H_init=H0, block_frames=256)
     for r in range(3):
         assert cosine(ours.W[:, r], lib_W[:, r]) > 0.9999
@@ -308,7 +353,7 @@ def test_model_store_and_export(corpus, tmp_path: Path, cluster_client) -> None:
     from pipelines.learn import learn_corpus
 
     path, V = corpus
-    cfg = LearnConfig(rank=3, lags=4, epochs=4)
+    cfg = LearnConfig(rank=3, lags=4, epochs=4, schedule="full", solver="mu")
     learn_corpus(path, tmp_path / "m.zarr", config=cfg, client=cluster_client)
     model = dnmf.open_model(tmp_path / "m.zarr")
     assert model.W.dims == ("bin", "component", "lag") and model.W.shape == (33, 3, 4)
@@ -410,7 +455,15 @@ def test_score_informed_zeros_stay_zero(corpus, tmp_path: Path, cluster_client) 
     notes = tmp_path / "notes.csv"
     notes.write_text(f"onset,duration,pitch\n{50 * dt},{30 * dt},60\n{400 * dt},{100 * dt},72\n")
     cfg = LearnConfig(
-        rank=3, lags=4, epochs=5, init="pitched", pitches=(60, 72), scores=str(notes), onset_tol=0.0
+        rank=3,
+        lags=4,
+        epochs=5,
+        init="pitched",
+        pitches=(60, 72),
+        scores=str(notes),
+        onset_tol=0.0,
+        schedule="full",
+        solver="mu",
     )
     learn_corpus(path, tmp_path / "m.zarr", config=cfg, client=cluster_client)
     model = ModelStore.open(tmp_path / "m.zarr")
@@ -443,7 +496,7 @@ def audio_model(tmp_path_factory: pytest.TempPathFactory, cluster_client: object
     write(root / "audio" / "low.wav", low_source(SR, SR), SR)
     write(root / "audio" / "high.wav", high_source(SR, SR), SR)
     ingest(root / "audio", root / "corpus.zarr", features=FEATURES, client=cluster_client)
-    cfg = LearnConfig(rank=2, lags=4, epochs=20)
+    cfg = LearnConfig(rank=2, lags=4, epochs=20, schedule="full", solver="mu")
     learn_corpus(root / "corpus.zarr", root / "model.zarr", config=cfg, client=cluster_client)
     return root / "model.zarr"
 

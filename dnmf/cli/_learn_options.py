@@ -163,7 +163,7 @@ def learn_config(
     from dnmf.nmf.informed import read_scores, score_labels
 
     W_init = None
-    init_name = init or "random"
+    init_name = init or "nndsvda"
     pitch_values = parse_pitches(pitches) if pitches is not None else ()
     labels: list[str] = []
     if scores is not None:

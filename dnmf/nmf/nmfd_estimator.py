@@ -183,7 +183,7 @@ class NMFD(NMF):
         block = self.batch_size or V.shape[1]
         base = self._config(rank, self.init or "random", self._seed(), block)
         solver = {"auto": "auto", "mu": "mu"}.get(self.solver, "hals")  # 'auto' sees the lags
-        cfg = LearnConfig.from_options(
+        cfg = LearnConfig(
             **{**base.model_dump(), "lags": self.lags, "tol": self.tol, "solver": solver}
         )
         r = fit_in_memory(V, cfg, W_init=W_init, H_init=H_init, block_frames=block, M=M)

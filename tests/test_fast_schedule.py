@@ -1,0 +1,119 @@
+"""The fast schedule: growing samples, safeguarded extrapolation, and every guarantee kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dnmf.backends import MemoryBackend
+from dnmf.io.corpus import CorpusStore
+from dnmf.io.model import ModelStore
+from dnmf.nmf.config import LearnConfig
+from dnmf.nmf.learner import fit_in_memory, learn, start_state
+from dnmf.nmf.plan import passes_done, sample_blocks, sample_stages, visited_twice
+from pipelines.learn import learn_corpus
+from tests.test_learn import Crash, crash_at, write_corpus
+
+
+def low_rank(seed: int = 0, n_frames: int = 1400) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((40, 8)) @ rng.random((8, n_frames)) + 0.01).astype(np.float32)
+
+
+def test_samples_are_nested_seeded_and_counted_in_passes() -> None:
+    assert sample_stages(7) == [(1, 20), (2, 15), (4, 10)]
+    assert sample_stages(1) == [] and sample_stages(40, budget=49) == []
+    seen: list[int] = []
+    for epoch in range(45):
+        sample = sample_blocks(7, epoch, seed=3)
+        assert sample is not None and set(seen) <= set(sample) and sample == sorted(sample)
+        seen = sample
+    assert sample_blocks(7, 45, seed=3) is None
+    assert {tuple(sample_blocks(7, 30, seed=s) or ()) for s in range(6)} != {(0, 1)}
+    assert passes_done(7, 45, fast=True) == pytest.approx((20 * 1 + 15 * 2 + 10 * 4) / 7)
+    assert passes_done(7, 46, fast=True) == pytest.approx(90 / 7 + 1)
+    assert passes_done(7, 46, fast=False) == 46
+    first = sample_blocks(7, 20, seed=3)
+    assert first is not None
+    twice = visited_twice(7, 21, seed=3)
+    assert twice.sum() == 1 and twice[sample_blocks(7, 0, seed=3)[0]]  # type: ignore[index]
+
+
+def test_defaults_are_the_fast_schedule_and_hals_for_frobenius() -> None:
+    assert LearnConfig(rank=3).schedule == "fast" and LearnConfig(rank=3).solver == "mu"
+    assert LearnConfig(rank=3, beta="frobenius").solver == "hals"
+    assert LearnConfig(rank=3, beta=2, lags=4).solver == "mu"
+    assert LearnConfig(rank=3, beta=2, solver="mu").solver == "mu"
+    # a store written before the fast schedule learned with full passes
+    assert LearnConfig.from_attrs({"rank": 3}).schedule == "full"
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_fast_reaches_a_lower_loss_than_plain_mu_in_the_same_passes(beta: float) -> None:
+    V = low_rank()
+    losses = {}
+    for schedule in ("full", "fast"):
+        cfg = LearnConfig(rank=8, beta=beta, epochs=60, tol=0, schedule=schedule)
+        r = fit_in_memory(V, cfg, block_frames=200)
+        losses[schedule] = r.losses[-1]  # the fast run ends with full-data epochs
+        assert (r.W >= 0).all() and np.isfinite(r.losses).all()
+    assert losses["fast"] < 0.8 * losses["full"], losses
+
+
+def test_fast_stops_on_tol_and_says_so() -> None:
+    V = low_rank(1, 400)
+    r = fit_in_memory(V, LearnConfig(rank=8, epochs=500, tol=1e-3), block_frames=400)
+    assert r.state.converged and len(r.losses) < 500
+    prev, cur = r.losses[-2], r.losses[-1]
+    assert 0 <= (prev - cur) / prev < 1e-3
+
+
+def test_masked_entries_and_fixed_activations_skip_the_extrapolation() -> None:
+    V = low_rank(2, 400)
+    cfg = LearnConfig(rank=8, epochs=20, tol=0, fix_H=True)
+    be = MemoryBackend(V, 200)
+    state = learn(cfg, be, start_state(cfg, be))
+    assert np.isfinite(state.losses).all() and (state.W >= 0).all()
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return write_corpus(tmp_path / "corpus.zarr", low_rank(6, 700)[:33], chunk_frames=100)
+
+
+@pytest.mark.parametrize(("lags", "epochs"), [(1, 50), (4, 12)])  # with and without samples
+def test_fast_is_bitwise_the_same_in_memory_and_for_1_and_2_workers(
+    corpus: Path, tmp_path: Path, cluster_client, lags: int, epochs: int
+) -> None:
+    from dnmf.cluster import connect
+
+    cfg = LearnConfig(rank=4, lags=lags, epochs=epochs, tol=0, seed=3)
+    V = CorpusStore.open(corpus).V[:]
+    be = MemoryBackend(V, 100)
+    mem = learn(cfg, be, start_state(cfg, be))
+    assert mem.accel is not None and mem.accel[0] != 0.5  # the weight moved from its start
+    two = learn_corpus(corpus, tmp_path / "two.zarr", config=cfg, client=cluster_client)
+    with connect(workers=1, processes=False) as c1:
+        learn_corpus(corpus, tmp_path / "one.zarr", config=cfg, client=c1)
+    Ws = [ModelStore.open(tmp_path / f"{n}.zarr").W for n in ("one", "two")]
+    W_mem = mem.W[:, :, 0] if lags == 1 else mem.W
+    assert all(W.tobytes() == W_mem.astype(np.float32).tobytes() for W in Ws)
+    assert two.losses == mem.losses
+
+
+def test_fast_resume_ends_bitwise_where_an_uninterrupted_run_ends(
+    corpus: Path, tmp_path: Path, cluster_client
+) -> None:
+    cfg = LearnConfig(rank=4, epochs=12, tol=0)
+    whole = learn_corpus(corpus, tmp_path / "whole.zarr", config=cfg, client=cluster_client)
+    with pytest.raises(Crash):  # extrapolating by then
+        learn_corpus(
+            corpus, tmp_path / "cut.zarr", config=cfg, client=cluster_client, on_step=crash_at(8)
+        )
+    resumed = learn_corpus(
+        corpus, tmp_path / "cut.zarr", config=cfg, resume=True, client=cluster_client
+    )
+    a, b = ModelStore.open(tmp_path / "whole.zarr"), ModelStore.open(tmp_path / "cut.zarr")
+    assert a.W.tobytes() == b.W.tobytes() and resumed.losses == whole.losses
