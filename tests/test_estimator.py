@@ -138,7 +138,13 @@ def test_penalties_equal_sklearn_mu(beta: float, penalty: dict[str, float]) -> N
     X, W, H = problem()
     ref = sklearn_mu(X, W, H, beta_loss=beta, **penalty)
     model = NMF(
-        4, init="custom", tol=0, max_iter=N_ITER, beta_loss=beta, **penalty, schedule="full",
+        4,
+        init="custom",
+        tol=0,
+        max_iter=N_ITER,
+        beta_loss=beta,
+        **penalty,
+        schedule="full",
         solver="mu",
     )
     activations = model.fit_transform(X, W=W, H=H)
