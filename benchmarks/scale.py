@@ -4,11 +4,14 @@ Run from the repository root::
 
     nice -n 19 python benchmarks/scale.py --out benchmarks/results/scale.txt   # 100 h, ~1 h
     python benchmarks/scale.py --hours 0.5                                    # a quick check
+    nice -n 19 python benchmarks/scale.py --order small,large,small           # the small one twice
 
 The committed run: ``benchmarks/results/scale.txt``.
 
 Two corpora, built in this run the same way, ingested and learned by the same
-commands: ``--small-minutes`` (20) of audio, the reference, and ``--hours``
+commands, in the order ``--order`` names them (``small,large``; a small corpus
+before and after the large one brackets a shared machine's load):
+``--small-minutes`` (20) of audio, the reference, and ``--hours``
 (100) of it, whose V (n_fft 1024: 513 bins, hop 512 at 22050 Hz, float32;
 about 32 GB for 100 hours) does not fit in this machine's memory. The audio is
 a few General MIDI pieces rendered once by FluidSynth (benchmarks/render.py;
@@ -308,49 +311,59 @@ def lrn_frames(store: Path) -> int:
 
 
 # -- the report ---------------------------------------------------------------------------------
-def rows(
-    small: dict[str, Any], large: dict[str, Any], budget: int, how: str
-) -> list[tuple[str, str]]:
-    def both(key: str, fmt: str = "{:.1f}") -> str:
-        return f"{fmt.format(small[key])} / {fmt.format(large[key])}"
+def rows(cols: list[tuple[str, dict[str, Any]]], budget: int, how: str) -> list[tuple[str, str]]:
+    """The report, a column per corpus run (``/`` between them), ratios of the large to each small."""
+
+    def each(fmt: Any) -> str:
+        return " / ".join(fmt(d) for _, d in cols)
+
+    def num(key: str, spec: str = "{:.1f}") -> str:
+        return each(lambda d: spec.format(d[key]))
 
     def mib(xs: list[int]) -> str:
         return ", ".join(f"{x / 2**20:.0f}" for x in xs) or "-"
 
-    def ratio(key: str) -> float:
-        return float(large[key] / small[key])
+    large = next((d for name, d in cols if name == "large"), None)
+    smalls = [(name, d) for name, d in cols if name.startswith("small")]
+
+    def ratio(key: Any) -> str:
+        if large is None:
+            return "-"
+        get = key if callable(key) else (lambda d: d[key])
+        return ", ".join(f"{get(large) / get(d):.2f} ({name})" for name, d in smalls)
 
     mem = psutil.virtual_memory().total
     out = [
-        ("corpora: small / large", ""),
-        ("audio: files, hours", f"{small['files']}, {small['hours']:.2f} h / {large['files']}, {large['hours']:.2f} h  ({how})"),
-        ("frames x bins", f"{small['frames']} x {small['bins']} / {large['frames']} x {large['bins']}"),
-        ("V (float32), GB; x this machine's RAM", f"{small['V_bytes'] / 1e9:.2f} / {large['V_bytes'] / 1e9:.1f}; {large['V_bytes'] / mem:.2f} x {mem / GiB:.1f} GiB"),
-        ("writing the audio (s; not part of any figure)", both("render_seconds")),
+        ("corpora: " + " / ".join(name for name, _ in cols), ""),
+        ("audio: files, hours", each(lambda d: f"{d['files']}, {d['hours']:.2f} h") + f"  ({how})"),
+        ("frames x bins", each(lambda d: f"{d['frames']} x {d['bins']}")),
+        ("V (float32), GB; x this machine's RAM", each(lambda d: f"{d['V_bytes'] / 1e9:.2f}; {d['V_bytes'] / mem:.2f} x") + f" {mem / GiB:.1f} GiB"),
+        ("writing the audio (s; not part of any figure)", num("render_seconds")),
         ("-- ingest: dnmf ingest ... --workers 2", ""),
-        ("wall time of the command (s; cluster start included)", both("ingest_wall")),
-        ("realtime factor of the command / by ingest's own clock", f"{small['ingest_rtf']:.0f} / {large['ingest_rtf']:.0f} x; {small['ingest_own_rtf']:.0f} / {large['ingest_own_rtf']:.0f} x"),
-        ("peak RSS, client / each worker (MiB)", f"{small['ingest_client_peak'] / 2**20:.0f}; {mib(small['ingest_worker_peaks'])} / {large['ingest_client_peak'] / 2**20:.0f}; {mib(large['ingest_worker_peaks'])}"),
-        ("other processes' cores during it", both("ingest_other_cores", "{:.2f}")),
+        ("wall time of the command (s; cluster start included)", num("ingest_wall")),
+        ("realtime factor of the command; by ingest's own clock", each(lambda d: f"{d['ingest_rtf']:.0f}x; {d['ingest_own_rtf']:.0f}x")),
+        ("peak RSS, client; each worker (MiB)", each(lambda d: f"{d['ingest_client_peak'] / 2**20:.0f}; {mib(d['ingest_worker_peaks'])}")),
+        ("other processes' cores during it", num("ingest_other_cores", "{:.2f}")),
         ("-- learn: dnmf learn ... --rank 64 --workers 2 --tol 0 (full batch)", ""),
-        ("epochs", f"{small['epochs']} / {large['epochs']}"),
-        ("each epoch's step (s)", " ".join(f"{x:.1f}" for x in small["step_seconds"]) + " / " + " ".join(f"{x:.1f}" for x in large["step_seconds"])),
-        ("s per epoch per million frames (median from epoch 2)", f"{small['s_per_epoch_per_mframe']:.2f} / {large['s_per_epoch_per_mframe']:.2f}"),
-        ("  ratio large / small (target within 20 %)", f"{ratio('s_per_epoch_per_mframe'):.3f}"),
-        ("  the same, epoch start to start (with the checkpoint)", f"{_f(small['s_per_epoch_per_mframe_with_checkpoint'])} / {_f(large['s_per_epoch_per_mframe_with_checkpoint'])}"),
-        ("time from the command's start to the first epoch's start (s)", both("time_to_first_epoch")),
-        ("  ratio large / small (target <= 1.3)", f"{ratio('time_to_first_epoch'):.2f}"),
-        ("  less the cluster's start (s; ratio)", f"{_less_cluster(small):.1f} / {_less_cluster(large):.1f} ({_less_cluster(large) / max(_less_cluster(small), 1e-9):.2f})"),
-        ("  of which the pass over V at the start (summary; s, calls)", f"{small['summary_seconds']:.1f}, {small['summary_calls']} / {large['summary_seconds']:.1f}, {large['summary_calls']}"),
-        ("  in parts: Python start / imports, options / corpus opened / cluster start, model store / (between) / pass over V / init (s)", " ".join(f"{x:.1f}" for x in small["startup"]) + " / " + " ".join(f"{x:.1f}" for x in large["startup"])),
-        ("block cache budget per worker (MiB); share of V per worker", f"{budget / 2**20:.0f}; {small['V_bytes'] / WORKERS / 2**20:.0f} / {large['V_bytes'] / WORKERS / 2**20:.0f}"),
-        ("peak RSS of the client (MiB; the scheduler runs in it)", f"{small['client_peak'] / 2**20:.0f} / {large['client_peak'] / 2**20:.0f}"),
-        ("peak RSS of each worker (MiB)", f"{mib(small['worker_peaks'])} / {mib(large['worker_peaks'])}"),
-        ("  before the first epoch / during the epochs", f"{mib(small['worker_peaks_before_first_epoch'])} and {mib(small['worker_peaks_epochs'])} / {mib(large['worker_peaks_before_first_epoch'])} and {mib(large['worker_peaks_epochs'])}"),
-        ("  worker peak minus what its cache can hold, min(share, budget) (MiB)", f"{_over(small, budget)} / {_over(large, budget)}"),
-        ("wall time of the command (s)", both("learn_wall")),
-        ("other processes' cores during it", both("learn_other_cores", "{:.2f}")),
-        ("final loss", f"{small['loss']:.6g} / {large['loss']:.6g}"),
+        ("epochs", num("epochs", "{}")),
+        ("each epoch's step (s)", each(lambda d: " ".join(f"{x:.2f}" for x in d["step_seconds"]))),
+        ("s per epoch per million frames (median from epoch 2)", num("s_per_epoch_per_mframe", "{:.2f}")),
+        ("  ratio large / small (target within 20 %)", ratio("s_per_epoch_per_mframe")),
+        ("  the same, epoch start to start (with the checkpoint)", each(lambda d: _f(d["s_per_epoch_per_mframe_with_checkpoint"]))),
+        ("time from the command's start to the first epoch's start (s)", num("time_to_first_epoch")),
+        ("  ratio large / small (target <= 1.3)", ratio("time_to_first_epoch")),
+        ("  less the cluster's start (s)", each(lambda d: f"{_less_cluster(d):.1f}")),
+        ("  ratio of those", ratio(_less_cluster)),
+        ("  of which the pass over V at the start (summary; s, calls)", each(lambda d: f"{d['summary_seconds']:.1f}, {d['summary_calls']}")),
+        ("  in parts: Python start, imports and options, corpus opened, cluster start and model store, (backend), pass over V, init (s)", each(lambda d: " ".join(f"{x:.1f}" for x in d["startup"]))),
+        ("block cache budget per worker (MiB); share of V per worker (MiB)", f"{budget / 2**20:.0f}; " + each(lambda d: f"{d['V_bytes'] / WORKERS / 2**20:.0f}")),
+        ("peak RSS of the client (MiB; the scheduler runs in it)", each(lambda d: f"{d['client_peak'] / 2**20:.0f}")),
+        ("peak RSS of each worker (MiB)", each(lambda d: mib(d["worker_peaks"]))),
+        ("  before the first epoch; during the epochs", each(lambda d: f"{mib(d['worker_peaks_before_first_epoch'])}; {mib(d['worker_peaks_epochs'])}")),
+        ("  worker peak minus what its cache can hold, min(share, budget) (MiB)", each(lambda d: _over(d, budget))),
+        ("wall time of the command (s)", num("learn_wall")),
+        ("other processes' cores during it", num("learn_other_cores", "{:.2f}")),
+        ("final loss", num("loss", "{:.6g}")),
     ]  # fmt: skip
     return out
 
@@ -393,6 +406,9 @@ def main() -> None:
     ap.add_argument("--n-fft", type=int, default=1024)
     ap.add_argument("--hop", type=int, default=512)
     ap.add_argument("--work-dir", type=Path, default=Path("/tmp/dnmf-scale"))
+    ap.add_argument("--order", default="small,large",
+                    help="corpora built and measured, in turn (small,large,small brackets the "
+                         "large run's load)")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the audio and the stores")
     ap.add_argument("--out", type=Path, help="also write the report here")
     ap.add_argument("--json", type=Path, help="all figures as JSON")
@@ -403,7 +419,7 @@ def main() -> None:
 
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    need = need_bytes(args.hours, args) + 2 * GiB
+    need = need_bytes(args.hours if "large" in args.order else 0.0, args) + 2 * GiB
     free = shutil.disk_usage(work).free
     if free < need:
         raise SystemExit(
@@ -417,16 +433,26 @@ def main() -> None:
     pieces, how = render_pieces(args.pieces, 60 * args.piece_minutes, args.sr)
     budget = BlockCache.default_budget()
     res: dict[str, Any] = {}
-    for c in (Corpus("small", args.small_minutes / 60, 1), Corpus("large", args.hours, 2)):
+    cols: list[tuple[str, dict[str, Any]]] = []
+    for i, name in enumerate(args.order.split(",")):
+        if name not in ("small", "large"):
+            raise SystemExit(f"--order {args.order!r}: name small or large, e.g. small,large,small")
+        c = Corpus(
+            name,
+            args.hours if name == "large" else args.small_minutes / 60,
+            2 if name == "large" else 1,
+        )
         build(c, pieces, args, work, log)
-        res[c.name] = c.summary
+        label = name if name not in res else f"{name}#{i + 1}"
+        res[label] = c.summary
+        cols.append((label, c.summary))
     nice = os.nice(0)
     lines = [
-        f"dnmf scale benchmark: {args.hours:g} h against {args.small_minutes:g} min, n_fft {args.n_fft} "
+        f"dnmf scale benchmark: {args.order} ({args.hours:g} h, {args.small_minutes:g} min), n_fft {args.n_fft} "
         f"hop {args.hop} sr {args.sr}, rank {RANK}, {WORKERS} worker processes, niceness {nice}, "
         f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / GiB:.1f} GiB RAM",
     ]
-    table = rows(res["small"], res["large"], budget, how)
+    table = rows(cols, budget, how)
     table.append(("benchmark wall time", f"{time.perf_counter() - t0:.0f} s"))
     width = max(len(k) for k, v in table if v) + 2
     lines += [f"  {k:<{width}}{v}" if v else k for k, v in table]
