@@ -448,7 +448,7 @@ def main() -> None:
         cols.append((label, c.summary))
     nice = os.nice(0)
     lines = [
-        f"dnmf scale benchmark: {args.order} ({args.hours:g} h, {args.small_minutes:g} min), n_fft {args.n_fft} "
+        f"dnmf scale benchmark: {', '.join(f'{args.hours:g} h' if n == 'large' else f'{args.small_minutes:g} min' for n in args.order.split(','))}, n_fft {args.n_fft} "
         f"hop {args.hop} sr {args.sr}, rank {RANK}, {WORKERS} worker processes, niceness {nice}, "
         f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / GiB:.1f} GiB RAM",
     ]
