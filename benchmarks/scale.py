@@ -164,9 +164,12 @@ class Run:
         return [t for e, t in self.marks if e == event]
 
 
-def run_command(argv: list[str], log: Path, clock: Path | None = None) -> Run:
+def run_command(
+    argv: list[str], log: Path, clock: Path | None = None, env_extra: dict[str, str] | None = None
+) -> Run:
     """Run ``argv`` (stderr to ``log``), sampling its memory; fail loudly on a non-zero exit."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))  # fmt: skip
+    env.update(env_extra or {})
     if clock is not None:
         clock.unlink(missing_ok=True)
         env["DNMF_BENCH_CLOCK"] = str(clock)
@@ -235,11 +238,17 @@ def build(c: Corpus, pieces: list[Any], args: argparse.Namespace, work: Path, lo
         [sys.executable, str(HERE / "scale_cli.py"), "learn", str(store), "-o", str(model),
          "--rank", str(RANK), "--workers", str(WORKERS), "--epochs", str(epochs), "--tol", "0",
          "--json"], log, clock=work / c.name / "clock.jsonl",
+        env_extra=cache_env(args),
     )  # fmt: skip
     c.summary = summarize(c, store)
     _log(f"{c.name}: {json.dumps(c.summary)}")
     if not args.keep:
         shutil.rmtree(work / c.name)
+
+
+def cache_env(args: argparse.Namespace) -> dict[str, str]:
+    """The learn commands' environment: ``DNMF_CACHE_MB`` when ``--cache-mb`` is given."""
+    return {} if args.cache_mb is None else {"DNMF_CACHE_MB": str(args.cache_mb)}
 
 
 def summarize(c: Corpus, store: Path) -> dict[str, Any]:
@@ -409,6 +418,8 @@ def main() -> None:
     ap.add_argument("--order", default="small,large",
                     help="corpora built and measured, in turn (small,large,small brackets the "
                          "large run's load)")  # fmt: skip
+    ap.add_argument("--cache-mb", type=float,
+                    help="DNMF_CACHE_MB of the learn commands' workers (0: the block cache off)")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the audio and the stores")
     ap.add_argument("--out", type=Path, help="also write the report here")
     ap.add_argument("--json", type=Path, help="all figures as JSON")
@@ -431,7 +442,9 @@ def main() -> None:
         f"rendering {args.pieces} pieces of {args.piece_minutes:g} min (stderr of the commands: {log})"
     )
     pieces, how = render_pieces(args.pieces, 60 * args.piece_minutes, args.sr)
-    budget = BlockCache.default_budget()
+    budget = (
+        BlockCache.default_budget() if args.cache_mb is None else int(args.cache_mb * 2**20)
+    )  # what the workers compute
     res: dict[str, Any] = {}
     cols: list[tuple[str, dict[str, Any]]] = []
     for i, name in enumerate(args.order.split(",")):
