@@ -86,6 +86,7 @@ class Sampler(threading.Thread):
         self.peak: dict[int, int] = {}
         self.role: dict[int, str] = {}
         self.series: list[tuple[float, int, int]] = []  # (time, pid, rss)
+        self.cpu: list[tuple[float, int, float]] = []  # (time, pid, CPU seconds so far)
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -102,17 +103,30 @@ class Sampler(threading.Thread):
             for p in procs:
                 try:
                     rss = p.memory_info().rss
+                    used = sum(p.cpu_times()[:2])
                     if p.pid not in self.role:
                         self.role[p.pid] = _role(p, self.pid)
                 except psutil.Error:
                     continue
                 self.peak[p.pid] = max(self.peak.get(p.pid, 0), rss)
                 self.series.append((now, p.pid, rss))
+                self.cpu.append((now, p.pid, used))
             self._halt.wait(self.period)
 
     def stop(self) -> None:
         self._halt.set()
         self.join()
+
+    def cpu_between(self, role: str, t0: float, t1: float) -> float:
+        """CPU seconds the processes of ``role`` used between two times (interpolated
+        between the samples, 10 ms clock ticks)."""
+        import numpy as np
+
+        total = 0.0
+        for pid in {pid for _, pid, _ in self.cpu if self.role.get(pid) == role}:
+            ts, cs = zip(*[(t, c) for t, q, c in self.cpu if q == pid], strict=True)
+            total += float(np.interp(t1, ts, cs) - np.interp(t0, ts, cs))
+        return total
 
     def peaks(self, role: str, after: float = 0.0, before: float = float("inf")) -> list[int]:
         """Peak RSS of each process of ``role`` between two times."""
@@ -262,6 +276,10 @@ def summarize(c: Corpus, store: Path) -> dict[str, Any]:
     steps = [e - s for s, e in zip(starts, ends, strict=True)]
     between = [b - a for a, b in itertools.pairwise(starts)]
     mframes = n_frames / 1e6
+    assert c.learn.sampler is not None
+    worker_cpu = [
+        c.learn.sampler.cpu_between("worker", a, b) for a, b in zip(starts, ends, strict=True)
+    ]
     later = steps[1:] or steps
     s_sum, e_sum = c.learn.times("summary-start"), c.learn.times("summary-end")
     assert c.ingest.sampler is not None and c.learn.sampler is not None
@@ -279,6 +297,9 @@ def summarize(c: Corpus, store: Path) -> dict[str, Any]:
         "epochs": lrn["epochs"], "steps": len(steps), "step_seconds": steps,
         "start_to_start": between,
         "s_per_epoch_per_mframe": statistics.median(later) / mframes if steps else None,
+        "worker_cpu_per_epoch_per_mframe": (
+            statistics.median(worker_cpu[1:] or worker_cpu) / mframes if worker_cpu else None
+        ),
         "s_per_epoch_per_mframe_with_checkpoint": (
             statistics.median(between[1:] or between) / mframes if between else None
         ),
@@ -358,6 +379,8 @@ def rows(cols: list[tuple[str, dict[str, Any]]], budget: int, how: str) -> list[
         ("each epoch's step (s)", each(lambda d: " ".join(f"{x:.2f}" for x in d["step_seconds"]))),
         ("s per epoch per million frames (median from epoch 2)", num("s_per_epoch_per_mframe", "{:.2f}")),
         ("  ratio large / small (target within 20 %)", ratio("s_per_epoch_per_mframe")),
+        ("  the workers' CPU seconds per epoch per million frames (both; median from epoch 2)", each(lambda d: _f(d.get("worker_cpu_per_epoch_per_mframe")))),
+        ("  ratio of those (the load matters less)", ratio(lambda d: d.get("worker_cpu_per_epoch_per_mframe") or float("nan"))),
         ("  the same, epoch start to start (with the checkpoint)", each(lambda d: _f(d["s_per_epoch_per_mframe_with_checkpoint"]))),
         ("time from the command's start to the first epoch's start (s)", num("time_to_first_epoch")),
         ("  ratio large / small (target <= 1.3)", ratio("time_to_first_epoch")),
