@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from dnmf.cluster import SCHEDULER_ENV, check_compute_options, connect
+from dnmf.cluster import LOG_KEY, LOG_LENGTH, SCHEDULER_ENV, check_compute_options, connect
 from dnmf.errors import DnmfUsageError, MissingExtraError
 
 if TYPE_CHECKING:
@@ -131,19 +131,26 @@ def open_client(
         with connect(None, section.address) as client:
             yield client
         return
+    import dask
     from distributed import Client
 
     n = section.workers or 1
-    if section.kind in ("slurm", "pbs"):
-        cluster = _jobqueue_cluster(section)
-        cluster.scale(n=n)
-    else:
-        cluster = _kube_cluster(section, n)
-    try:
-        with Client(cluster) as client:
-            yield client
-    finally:
-        cluster.close()
+    # A dask-jobqueue cluster's scheduler runs in this process, as the client does: keep 32
+    # debugging messages per stream, not 1000, as dnmf's LocalCluster does, or the process
+    # grows with the steps of a long run (benchmarks/longrun.py). Streams are opened as
+    # workers join, so the setting holds for the whole run. The workers read their own
+    # config: configs/slurm.yaml exports it in job_script_prologue (docs/scaling.md).
+    with dask.config.set({LOG_KEY: LOG_LENGTH}):
+        if section.kind in ("slurm", "pbs"):
+            cluster = _jobqueue_cluster(section)
+            cluster.scale(n=n)
+        else:
+            cluster = _kube_cluster(section, n)
+        try:
+            with Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
 
 
 def _kube_cluster(section: ClusterSection, n: int) -> Any:

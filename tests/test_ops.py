@@ -353,3 +353,29 @@ def test_configs_parse_without_files(tmp_path: Path) -> None:
         and "does not exist" in result.output
     )
     assert not (tmp_path / "s" / "corpus.zarr").exists()
+
+
+def test_jobqueue_scheduler_keeps_few_stream_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler of a slurm/pbs cluster runs in dnmf's process: its streams keep 32 messages."""
+    from distributed import LocalCluster
+
+    import pipelines.cluster as pc
+    from dnmf.cluster import LOG_KEY, LOG_LENGTH
+
+    seen: list[int] = []
+
+    def fake(section: ClusterSection, **override: Any) -> Any:
+        import dask
+
+        seen.append(dask.config.get(LOG_KEY))
+        return LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+
+    monkeypatch.setattr(pc, "_jobqueue_cluster", fake)
+    monkeypatch.delenv("DNMF_SCHEDULER", raising=False)
+    with open_client(ClusterSection(kind="slurm", options={"cores": 1})) as client:
+        client.wait_for_workers(1)
+        sched = client.cluster.scheduler
+        streams = [*sched.stream_comms.values(), *sched.client_comms.values()]
+        streams.append(client.scheduler_comm)
+        assert seen == [LOG_LENGTH]
+        assert {b.recent_message_log.maxlen for b in streams} == {LOG_LENGTH}
