@@ -34,7 +34,7 @@ def test_the_message_is_one_line_with_the_command() -> None:
 
 
 def test_the_command_is_rebuilt_from_its_values_when_not_typed(tmp_path: Path) -> None:
-    kwargs = {"input_path": tmp_path / "c.zarr", "rank": 8, "epochs": 50, "beta": "1.5",
+    kwargs = {"input_path": tmp_path / "c.zarr", "rank": 8, "epochs": 200, "beta": "1.5",
               "overwrite": True, "json_out": False, "output": None}  # fmt: skip
     words = command_line(learn_command, kwargs)
     assert words == ["learn", str(tmp_path / "c.zarr"), "--rank", "8", "--beta", "1.5",
