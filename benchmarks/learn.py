@@ -221,7 +221,7 @@ def refit_loss(
                     H *= u if gamma == 1.0 else u**gamma
             if it in total:
                 total[it] += beta_divergence(Vb, W, H, beta)
-    out = {"loss": total[n_iter], "seconds": time.perf_counter() - t0}
+    out = {"loss": total[n_iter], "refit_seconds": time.perf_counter() - t0}
     if check:
         out["loss_2x"] = total[2 * n_iter]
         out["change_2x"] = (total[n_iter] - total[2 * n_iter]) / total[n_iter]
