@@ -115,25 +115,37 @@ def describe_target(section: ClusterSection, *, workers: int | None, scheduler: 
 
 @contextmanager
 def open_client(
-    section: ClusterSection, *, workers: int | None = None, scheduler: str | None = None
+    section: ClusterSection,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
 ) -> Iterator[Client]:
-    """A client for the run, closed (with any cluster it started) at the end of the block."""
+    """A client for the run, closed (with any cluster it started) at the end of the block.
+
+    With ``progress``, a line on stderr says at once which cluster is being
+    started or joined (:func:`dnmf.cluster.connect`).
+    """
     check_compute_options(workers, scheduler)
     if scheduler or workers or os.environ.get(SCHEDULER_ENV):
-        with connect(workers, scheduler) as client:
+        with connect(workers, scheduler, progress=progress) as client:
             yield client
         return
     if section.kind == "local":
-        with connect(section.workers or None, None) as client:
+        with connect(section.workers or None, None, progress=progress) as client:
             yield client
         return
     if section.kind == "address":
-        with connect(None, section.address) as client:
+        with connect(None, section.address, progress=progress) as client:
             yield client
         return
     from distributed import Client
 
     n = section.workers or 1
+    if progress:
+        from dnmf.progress import announce
+
+        announce(f"starting a {section.kind} cluster of {n} workers...")
     if section.kind in ("slurm", "pbs"):
         cluster = _jobqueue_cluster(section)
         cluster.scale(n=n)

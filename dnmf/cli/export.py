@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from dnmf.cli._common import JsonOpt, QuietOpt, SchedulerOpt, WorkersOpt, handle_errors, print_json
+from dnmf.cli._common import (
+    JsonOpt,
+    QuietOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    cluster_note,
+    handle_errors,
+    print_json,
+)
 
 
 @handle_errors
@@ -64,4 +72,5 @@ def export_command(
             typer.echo(
                 f"exported {result.frames_exported} frames ({result.chunks} chunks, "
                 f"{result.reason}) into {result.store} in {result.wall_seconds:.1f} s"
+                f"{cluster_note(result.cluster_seconds)}"
             )
