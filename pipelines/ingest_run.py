@@ -120,7 +120,8 @@ class _Bar:
     def advance(
         self, chunks: list[int], last_chunk: dict[int, int], seconds: dict[int, float]
     ) -> None:
-        done = sum(1 for ch in last_chunk.values() if ch in set(chunks))
+        written = set(chunks)
+        done = sum(1 for ch in last_chunk.values() if ch in written)
         self.hours += sum(seconds[ch] for ch in chunks) / 3600
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
         self.bar.update(advance=done, hours=self.hours, rtf=self.hours * 3600 / elapsed)
