@@ -234,11 +234,7 @@ class Decoder:
                 tail = self._read(stop - start)
             else:
                 tail = kept[:0]
-        y = (
-            np.concatenate([head, tail])
-            if len(head) and len(tail)
-            else (head if len(head) else tail)
-        )
+        y = np.concatenate([head, tail]) if len(head) else tail
         self._last = (stop - len(y), y)
         return y
 
@@ -263,7 +259,10 @@ class Decoder:
             self._pos = start
             return
         while self._pos < start:  # an MP3: decode up to the start and drop it
+            before = self._pos
             self._read(min(BLOCK, start - self._pos))
+            if self._pos == before:  # its end, inside the header's estimate: padding follows
+                break
 
     def _read(self, n: int) -> np.ndarray:
         y = self._guard(lambda: self._fh.read(n, dtype="float32", always_2d=True))
