@@ -82,13 +82,14 @@ def codec_figures(corpus: Path, tmp: Path, workers: int, repeats: int) -> list[t
     """Per codec of V: ingest seconds and one read of V (best of ``repeats``), bytes on disk.
 
     One cluster for all; a first ingest warms it up, and the codecs take turns in
-    each repeat, so that none of them pays for being first.
+    each repeat, in an order rotated each time, so that none pays for being first.
     """
     best = {name: [float("inf"), float("inf"), 0] for name in CODECS}
     with connect(workers=workers) as client:
         ingest(corpus, tmp / "warm.zarr", client=client, rebuild=True)
-        for _ in range(repeats):
-            for name, codecs in CODECS.items():
+        for r in range(repeats):
+            order = list(CODECS.items())
+            for name, codecs in order[r % len(order) :] + order[: r % len(order)]:
                 corpus_mod.V_COMPRESSORS = codecs
                 store = tmp / "codec.zarr"
                 shutil.rmtree(store, ignore_errors=True)
