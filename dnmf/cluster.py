@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from dnmf.errors import DnmfUsageError
+from dnmf.progress import announce, stage
+from dnmf.words import count
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -65,6 +67,7 @@ def connect(
     processes: bool = True,
     client: Client | None = None,
     profile: bool = False,
+    progress: bool = False,
 ) -> Iterator[Client]:
     """A client for the duration of the block.
 
@@ -83,6 +86,9 @@ def connect(
     profile : bool
         Run Dask's sampling profiler in the local workers (off by default; see
         :func:`cluster_config`).
+    progress : bool
+        Say on stderr, at once, that a cluster is being started or joined, and
+        show the start as a stage of its own (:func:`dnmf.progress.stage`).
 
     Examples
     --------
@@ -94,31 +100,54 @@ def connect(
         yield client
         return
     check_compute_options(workers, scheduler)
-    import dask
-    from distributed import Client, LocalCluster
-
     # An explicit --workers wins over a DNMF_SCHEDULER set in the environment.
     address = scheduler or (os.environ.get(SCHEDULER_ENV) if workers is None else None) or None
     if address:
-        try:
-            # The cluster is someone else's; only this client's own stream log is ours to size.
-            with dask.config.set({LOG_KEY: LOG_LENGTH}):
-                remote = Client(address, timeout="20s")
-        except OSError as exc:
-            raise DnmfUsageError(
-                f"cannot reach the Dask scheduler at {address!r} ({exc}); check the address "
-                "or start one with 'dask scheduler'"
-            ) from None
-        try:
+        with _join(address, progress) as remote:
             yield remote
-        finally:
-            remote.close()
         return
+    n = workers or default_workers()
+    with ExitStack() as stack:
+        starting = f"starting a local cluster of {count(n, 'worker')}..."
+        with stage("cluster", starting, enabled=progress, unit="workers", total=n):
+            local = stack.enter_context(_local_cluster(n, processes=processes, profile=profile))
+        yield local
+
+
+@contextmanager
+def _join(address: str, progress: bool) -> Iterator[Client]:
+    """A client of the running scheduler at ``address``, closed at the end of the block."""
+    if progress:
+        announce(f"joining the Dask scheduler at {address}...")
+    import dask
+    from distributed import Client
+
+    try:
+        # The cluster is someone else's; only this client's own stream log is ours to size.
+        with dask.config.set({LOG_KEY: LOG_LENGTH}):
+            remote = Client(address, timeout="20s")
+    except OSError as exc:
+        raise DnmfUsageError(
+            f"cannot reach the Dask scheduler at {address!r} ({exc}); check the address "
+            "or start one with 'dask scheduler'"
+        ) from None
+    try:
+        yield remote
+    finally:
+        remote.close()
+
+
+@contextmanager
+def _local_cluster(n: int, *, processes: bool, profile: bool) -> Iterator[Client]:
+    """A LocalCluster of ``n`` single-threaded workers and its client, warmed up."""
+    import dask
+    from distributed import Client, LocalCluster
+
     logging.getLogger("distributed").setLevel(logging.ERROR)
     with (
         dask.config.set(cluster_config(profile=profile)),
         LocalCluster(
-            n_workers=workers or default_workers(),
+            n_workers=n,
             threads_per_worker=1,
             processes=processes,
             # Threads talk in-process; worker processes listen on the loopback only.

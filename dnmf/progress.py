@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["Reporter", "reporter"]
+__all__ = ["Reporter", "announce", "reporter", "stage"]
+
+
+def announce(line: str) -> None:
+    """Print one status line on stderr now (flushed), before any slow import or start."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 class Reporter:
@@ -48,3 +55,23 @@ def reporter(
     ) as progress:
         task = progress.add_task(description, total=total, **initial)
         yield Reporter(progress, task)
+
+
+@contextmanager
+def stage(
+    description: str, starting: str, *, enabled: bool, unit: str, total: int
+) -> Iterator[Reporter]:
+    """A step with no natural count (starting a cluster) shown as a row of its own.
+
+    ``starting`` is printed at once as a plain line, so that even a log file
+    has it before the step's first second is over; the row then counts to
+    ``total`` (``unit`` beside the count) and keeps the step's time, like the
+    other stages' bars. It shows complete when the body ends.
+    """
+    if not enabled:
+        yield Reporter(None, None)
+        return
+    announce(starting)
+    with reporter(description, total, enabled=True, fields=unit) as bar:
+        yield bar
+        bar.update(completed=total)

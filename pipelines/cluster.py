@@ -115,26 +115,38 @@ def describe_target(section: ClusterSection, *, workers: int | None, scheduler: 
 
 @contextmanager
 def open_client(
-    section: ClusterSection, *, workers: int | None = None, scheduler: str | None = None
+    section: ClusterSection,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
 ) -> Iterator[Client]:
-    """A client for the run, closed (with any cluster it started) at the end of the block."""
+    """A client for the run, closed (with any cluster it started) at the end of the block.
+
+    With ``progress``, a line on stderr says at once which cluster is being
+    started or joined (:func:`dnmf.cluster.connect`).
+    """
     check_compute_options(workers, scheduler)
     if scheduler or workers or os.environ.get(SCHEDULER_ENV):
-        with connect(workers, scheduler) as client:
+        with connect(workers, scheduler, progress=progress) as client:
             yield client
         return
     if section.kind == "local":
-        with connect(section.workers or None, None) as client:
+        with connect(section.workers or None, None, progress=progress) as client:
             yield client
         return
     if section.kind == "address":
-        with connect(None, section.address) as client:
+        with connect(None, section.address, progress=progress) as client:
             yield client
         return
     import dask
     from distributed import Client
 
     n = section.workers or 1
+    if progress:
+        from dnmf.progress import announce
+
+        announce(f"starting a {section.kind} cluster of {n} workers...")
     # A dask-jobqueue cluster's scheduler runs in this process, as the client does: keep 32
     # debugging messages per stream, not 1000, as dnmf's LocalCluster does, or the process
     # grows with the steps of a long run (benchmarks/longrun.py). Streams are opened as

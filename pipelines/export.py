@@ -106,6 +106,7 @@ class ExportResult:
     chunks: int = 0
     loss: float = 0.0
     wall_seconds: float = 0.0
+    cluster_seconds: float = 0.0
     nothing_new: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -196,7 +197,9 @@ def export(
     from dnmf.progress import reporter
 
     src, dst = str(Path(corpus_path).resolve()), str(store.resolve())
-    with connect(workers, scheduler, client=client) as c:
+    t_cluster = time.perf_counter()
+    with connect(workers, scheduler, client=client, progress=progress) as c:
+        result.cluster_seconds = 0.0 if client is not None else time.perf_counter() - t_cluster
         backend = DaskBackend(
             c, f"{src}/V", block_frames=corpus.chunk_frames, n_frames=corpus.n_frames
         )

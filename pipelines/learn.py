@@ -51,6 +51,8 @@ class LearnResult:
     converged: bool = False
     resumed_from_step: int | None = None
     wall_seconds: float = 0.0
+    cluster_seconds: float = 0.0
+    """Of ``wall_seconds``, the time it took to start (or join) the cluster."""
     frames_per_second: float = 0.0
     workers: int = 0
     dashboard: str | None = None
@@ -155,7 +157,9 @@ def learn_corpus(
             "--overwrite to replace it, or -o for another path"
         )
     result = LearnResult(model=str(model_path), corpus=str(corpus_path), ingest=ingested)
-    with connect(workers, scheduler, client=client) as c:
+    t_cluster = time.perf_counter()
+    with connect(workers, scheduler, client=client, progress=progress) as c:
+        result.cluster_seconds = 0.0 if client is not None else time.perf_counter() - t_cluster
         result.workers = len(c.scheduler_info(n_workers=-1).get("workers", {}))
         result.dashboard = _dashboard(c)
         mean = None  # a masked run's mean and checks skip masked entries: a pass over V

@@ -134,6 +134,8 @@ class RunResult:
     skipped_files: list[dict[str, str]] = field(default_factory=list)
     lock_note: str | None = None
     wall_seconds: float = 0.0
+    cluster_seconds: float = 0.0
+    """Of ``wall_seconds``, the time it took to start (or join) the cluster; 0 when none was."""
 
     @property
     def work(self) -> bool:
@@ -220,25 +222,34 @@ def run_pipeline(
         def get_client() -> Client:
             if client is not None:
                 return client
-            if not clients:
+            if not clients:  # started on first use, and timed on its own
+                t = time.perf_counter()
                 clients.append(
                     stack.enter_context(
-                        open_client(cfg.cluster, workers=workers, scheduler=scheduler)
+                        open_client(
+                            cfg.cluster, workers=workers, scheduler=scheduler, progress=progress
+                        )
                     )
                 )
+                result.cluster_seconds = time.perf_counter() - t
             return clients[0]
 
+        def before(plan: StagePlan) -> StagePlan:
+            """Start the cluster before a stage that needs it: its seconds leave the start out."""
+            if plan.work and plan.action != "promote":
+                get_client()
+            return plan
+
         stage = _Stage(cfg, run_id, result, lock, say)
-        with stage.run(plan_ingest(ingest_facts(cfg))) as (plan, counts):
+        with stage.run(before(plan_ingest(ingest_facts(cfg)))) as (plan, counts):
             if plan.work:
                 counts.update(_run_ingest(cfg, plan, get_client(), progress))
                 result.skipped_files = counts.pop("skipped_files", [])
-        with stage.run(
-            plan_learn(
-                cfg.learn, corpus_fingerprint=corpus_fingerprint(cfg), corpus_grows=False,
-                model=model_facts(cfg.model_path), staging=model_facts(cfg.staging_path),
-            )
-        ) as (plan, counts):  # fmt: skip
+        learn_plan = plan_learn(
+            cfg.learn, corpus_fingerprint=corpus_fingerprint(cfg), corpus_grows=False,
+            model=model_facts(cfg.model_path), staging=model_facts(cfg.staging_path),
+        )  # fmt: skip
+        with stage.run(before(learn_plan)) as (plan, counts):
             if plan.work:
                 counts.update(_run_learn(cfg, plan, get_client, progress))
         export_plan, keep = (
@@ -246,7 +257,7 @@ def run_pipeline(
             if cfg.export.enabled and (cfg.model_path / "zarr.json").exists()
             else (StagePlan("export", "none", "export is off (export.enabled: false)"), False)
         )
-        with stage.run(export_plan) as (plan, counts):
+        with stage.run(before(export_plan)) as (plan, counts):
             if plan.work:
                 counts.update(_run_export(cfg, keep, get_client(), progress))
         upstream = any(r["action"] != "none" for r in result.stages[1:])

@@ -24,11 +24,15 @@ from dnmf.errors import DnmfPathError, DnmfUsageError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "SILENT",
     "AudioFile",
+    "BadAudio",
+    "Decoder",
     "Probe",
     "content_hash",
     "decoder",
     "probe",
+    "probe_header",
     "scan",
     "to_mono",
 ]
@@ -41,7 +45,7 @@ AUDIO_EXTENSIONS = frozenset(
     }
 )  # fmt: skip
 
-#: Samples decoded per read while probing (about 1.5 MB of float32 stereo).
+#: Samples decoded per read while probing or skipping (about 1.5 MB of float32 stereo).
 BLOCK = 1 << 18
 
 _TRUNCATED_HEADER = re.compile(r"^(data|SSND)\s*:.*should be", re.MULTILINE)
@@ -98,7 +102,7 @@ def content_hash(path: str | os.PathLike[str]) -> str:
 
 @dataclass(frozen=True)
 class Probe:
-    """What a full decode of one file found; ``error`` is empty when it is usable."""
+    """What a probe of one file found; ``error`` is empty when it is usable."""
 
     content_hash: str
     n_samples: int
@@ -111,12 +115,14 @@ class Probe:
         return self.n_samples / self.samplerate if self.samplerate else 0.0
 
 
-def probe(path: str | os.PathLike[str]) -> Probe:
-    """Decode ``path`` once, in blocks, and say whether it can be ingested.
+def probe_header(path: str | os.PathLike[str]) -> Probe:
+    """Hash ``path`` and read its header; no sample is decoded.
 
-    A file is refused (``Probe.error`` set) when it is empty, not audio,
-    undecodable, truncated, holds no samples, holds NaN or infinite samples,
-    or is silent. Never raises for a bad file: the error is the result.
+    A file is refused (``Probe.error`` set) when it is empty, not audio, has
+    a header that promises more bytes than the file holds, or declares no
+    samples. What only decoding can show (a decode error, truncation past
+    the header, NaN or infinite samples, silence) is found by the
+    :class:`Decoder` that reads the samples. Never raises for a bad file.
     """
     import soundfile as sf
 
@@ -132,33 +138,39 @@ def probe(path: str | os.PathLike[str]) -> Probe:
     if _TRUNCATED_HEADER.search(log) or "lacks an end-of-stream" in log:
         error = "truncated: the header promises more audio than the file holds"
         return Probe(digest, 0, sr, channels, error)
-    n, peak, finite = 0, 0.0, True
-    try:
-        with sf.SoundFile(str(path)) as fh:
-            while True:
-                block = fh.read(BLOCK, dtype="float32", always_2d=True)
-                if not len(block):
-                    break
-                n += len(block)
-                top = float(max(block.max(), -block.min()))  # NaN and inf propagate
-                if not np.isfinite(top):
-                    finite = False
-                    break
-                peak = max(peak, top)
-    except Exception as exc:
-        return Probe(digest, 0, sr, channels, f"decoding failed after {n} samples: {_reason(exc)}")
-    declared = int(info.frames)
-    tolerance = 2 * 1152 if info.format == "MP3" else 0
-    if n == 0:
+    n = int(info.frames)
+    if not 0 < n < 2**62:
         return Probe(digest, 0, sr, channels, "no audio samples (zero-length)")
-    if not finite:
-        return Probe(digest, 0, sr, channels, "holds NaN or infinite samples")
-    if 0 < declared and n < declared - tolerance:
-        error = f"truncated: the header declares {declared} samples, only {n} decode"
-        return Probe(digest, 0, sr, channels, error)
-    if peak == 0.0:
-        return Probe(digest, 0, sr, channels, "silent: every sample is zero")
     return Probe(digest, n, sr, channels)
+
+
+def probe(path: str | os.PathLike[str]) -> Probe:
+    """Decode ``path`` once, in blocks, and say whether it can be used.
+
+    :func:`probe_header`, then every sample through a :class:`Decoder`: a
+    decode error, truncation, NaN or infinite samples or silence set
+    ``Probe.error``. Never raises for a bad file: the error is the result.
+    """
+    head = probe_header(path)
+    if head.error:
+        return head
+    dec = Decoder(path, head.n_samples)
+    error = ""
+    try:
+        for a in range(0, head.n_samples, BLOCK):
+            dec(a, min(a + BLOCK, head.n_samples))
+    except BadAudio as exc:
+        error = str(exc)
+    finally:
+        dec.close()
+    error = error or ("" if dec.peak > 0 else SILENT)
+    if error:
+        return Probe(head.content_hash, 0, head.samplerate, head.channels, error)
+    return head
+
+
+#: The error text of a file whose every sample is zero.
+SILENT = "silent: every sample is zero"
 
 
 def _reason(exc: BaseException) -> str:
@@ -166,28 +178,124 @@ def _reason(exc: BaseException) -> str:
     return text.replace("Error opening ", "").strip()
 
 
-def decoder(path: str | os.PathLike[str]):  # type: ignore[no-untyped-def]
-    """A function ``(start, stop) -> mono float32 samples [start, stop)`` of ``path``.
+class BadAudio(DnmfUsageError):
+    """A file found unusable while it was decoded; the message is its ``error`` text."""
 
-    Mono mixdown is the channel mean, as ``librosa.to_mono``. The function
-    opens the file per call, so it can be shipped to another process.
+
+def decoder(path: str | os.PathLike[str], n_samples: int | None = None) -> Decoder:
+    """A :class:`Decoder` of ``path``: ``decoder(path)(start, stop)`` is mono samples."""
+    return Decoder(path, n_samples)
+
+
+class Decoder:
+    """Mono float32 samples ``[start, stop)`` of one file, read in increasing order.
+
+    ``decode(start, stop)`` returns the channel mean (as ``librosa.to_mono``).
+    The file stays open between calls and reads go forward: a range that
+    overlaps the previous one takes the overlap from it and decodes only what
+    is new. A format whose seeks are exact (PCM, FLAC, Ogg) seeks forward
+    over a gap; an MP3 is decoded from its start and never seeked, since
+    libmpg123's seeks land on samples that are off (by up to 0.30 on a
+    0.3-amplitude sine). Going backwards reopens the file.
+
+    Every sample decoded is checked: a NaN or infinite sample, a decode error
+    or fewer samples than ``n_samples`` (the header's count) raise
+    :class:`BadAudio`; :attr:`peak` is the largest magnitude seen, so a caller
+    that has read the whole file can tell it silent, and :attr:`decoded` the
+    samples decoded. The object pickles without its open file.
     """
-    import soundfile as sf
 
-    quiet = _mpg123_quiet if Path(path).suffix.lower() == ".mp3" else contextlib.nullcontext
+    #: MP3 frame counts in headers are estimates; this many missing samples are padding.
+    MP3_TOLERANCE = 2 * 1152
 
-    def decode(start: int, stop: int) -> np.ndarray:
-        with quiet(), sf.SoundFile(str(path)) as fh:
-            fh.seek(start)
-            y = fh.read(stop - start, dtype="float32", always_2d=True)
-        if len(y) != stop - start:
-            raise DnmfUsageError(
-                f"{str(path)!r} changed while being ingested: samples {start}..{stop} read "
-                f"{len(y)}; re-run dnmf ingest"
-            )
+    def __init__(self, path: str | os.PathLike[str], n_samples: int | None = None) -> None:
+        self.path = str(path)
+        self.n_samples = n_samples
+        self.sequential = Path(path).suffix.lower() == ".mp3"
+        self.peak = 0.0
+        self.decoded = 0  # samples decoded so far, each counted as often as it was read
+        self._fh: Any = None
+        self._pos = 0  # the file's read position
+        self._last: tuple[int, np.ndarray] = (0, np.zeros(0, dtype=np.float32))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fh": None, "_pos": 0, "_last": (0, np.zeros(0, np.float32))}
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        a, kept = self._last
+        if a <= start < a + len(kept):
+            head = kept[start - a : stop - a]
+            start += len(head)
+        else:
+            head = kept[:0]
+        with self._quiet():
+            if start < stop:
+                self._move_to(start)
+                tail = self._read(stop - start)
+            else:
+                tail = kept[:0]
+        y = np.concatenate([head, tail]) if len(head) else tail
+        self._last = (stop - len(y), y)
+        return y
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def _quiet(self) -> contextlib.AbstractContextManager[None]:
+        return _mpg123_quiet() if self.sequential else contextlib.nullcontext()
+
+    def _move_to(self, start: int) -> None:
+        import soundfile as sf
+
+        if self._fh is None or start < self._pos:
+            self.close()
+            self._fh, self._pos = sf.SoundFile(self.path), 0
+        if start == self._pos:
+            return
+        if not self.sequential:
+            self._guard(lambda: self._fh.seek(start))
+            self._pos = start
+            return
+        while self._pos < start:  # an MP3: decode up to the start and drop it
+            before = self._pos
+            self._read(min(BLOCK, start - self._pos))
+            if self._pos == before:  # its end, inside the header's estimate: padding follows
+                break
+
+    def _read(self, n: int) -> np.ndarray:
+        y = self._guard(lambda: self._fh.read(n, dtype="float32", always_2d=True))
+        pos = self._pos
+        self._pos += len(y)
+        self.decoded += len(y)
+        if len(y) < n:
+            y = self._short(y, n, pos)
+        top = float(max(y.max(), -y.min())) if len(y) else 0.0  # NaN and inf propagate
+        if not np.isfinite(top):
+            raise BadAudio("holds NaN or infinite samples")
+        self.peak = max(self.peak, top)
         return to_mono(y)
 
-    return decode
+    def _short(self, y: np.ndarray, n: int, pos: int) -> np.ndarray:
+        """A read that ended early: padding of an MP3's estimated length, else truncation."""
+        end = pos + len(y)
+        declared = self.n_samples
+        if declared is None:
+            declared = int(self._fh.frames)
+        slack = self.MP3_TOLERANCE if self.sequential else 0
+        if end < declared - slack:
+            raise BadAudio(f"truncated: the header declares {declared} samples, only {end} decode")
+        pad = np.zeros((n - len(y), y.shape[1]), dtype=np.float32)
+        return np.concatenate([y, pad])
+
+    def _guard(self, op: Any) -> Any:
+        try:
+            return op()
+        except BadAudio:
+            raise
+        except Exception as exc:
+            raise BadAudio(f"decoding failed after {self._pos} samples: {_reason(exc)}") from None
 
 
 #: What libmpg123 (inside libsndfile) prints on stderr after a seek into an MP3, where

@@ -198,6 +198,19 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def status(line: str, quiet: bool = False) -> None:
+    """One line on stderr at once (a command's first words, before its slow imports)."""
+    if not quiet:
+        from dnmf.progress import announce
+
+        announce(line)
+
+
+def cluster_note(seconds: float) -> str:
+    """``' (3.1 s of it starting the cluster)'``, or nothing when no cluster was started."""
+    return f" ({seconds:.1f} s of it starting the cluster)" if seconds > 0 else ""
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 

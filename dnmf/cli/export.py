@@ -12,6 +12,7 @@ from dnmf.cli._common import (
     QuietOpt,
     SchedulerOpt,
     WorkersOpt,
+    cluster_note,
     handle_errors,
     print_json,
     store_lock,
@@ -72,4 +73,5 @@ def export_command(
             typer.echo(
                 f"exported {result.frames_exported} frames ({result.chunks} chunks, "
                 f"{result.reason}) into {result.store} in {result.wall_seconds:.1f} s"
+                f"{cluster_note(result.cluster_seconds)}"
             )

@@ -12,6 +12,7 @@ from dnmf.cli._common import (
     QuietOpt,
     SchedulerOpt,
     WorkersOpt,
+    cluster_note,
     handle_errors,
     print_json,
     print_skipped,
@@ -98,8 +99,9 @@ def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
         echo(
             f"ingested {count(len(result.added), 'file')} ({result.seconds_added / 3600:.3f} h "
             "of audio, "
-            f"{result.frames_added} frames) into {result.store} in {result.wall_seconds:.1f} s "
-            f"({result.realtime_factor:.0f}x realtime, {count(result.workers, 'worker')})"
+            f"{result.frames_added} frames) into {result.store} in {result.wall_seconds:.1f} s"
+            f"{cluster_note(result.cluster_seconds)}, {result.realtime_factor:.0f}x realtime on "
+            f"{count(result.workers, 'worker')}"
         )
     for name, what in (("changed", "changed since ingest"), ("removed", "removed from the folder")):
         files = getattr(result, name)

@@ -14,6 +14,7 @@ from dnmf.cli._common import (
     QuietOpt,
     SchedulerOpt,
     WorkersOpt,
+    cluster_note,
     handle_errors,
     print_json,
     store_lock,
@@ -239,6 +240,7 @@ def _print_summary(result: Any, max_epochs: int) -> None:
     loss = f"{result.loss:.6g}" if result.loss is not None else "-"
     typer.echo(
         f"learned {result.model}: {result.epochs} epochs ({state}), loss {loss}, "
-        f"{result.wall_seconds:.1f} s on {count(result.workers, 'worker')}"
+        f"{result.wall_seconds:.1f} s{cluster_note(result.cluster_seconds)} on "
+        f"{count(result.workers, 'worker')}"
     )
     typer.echo(f"look inside: dnmf info {result.model}")

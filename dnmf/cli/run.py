@@ -139,6 +139,8 @@ def _print(result: Any, job_script: str | None, cluster: str | None) -> None:
     if not result.work:
         echo(f"nothing new: {result.store} is up to date ({result.wall_seconds:.1f} s)")
         return
+    if result.cluster_seconds > 0:
+        echo(f"{'cluster':<9} {'start':<11} {result.cluster_seconds:.1f} s")
     for s in result.stages:
         if s["action"] == "none":
             continue

@@ -47,6 +47,10 @@ from dnmf.io.store import (
 
 __all__ = ["CorpusStore", "FileRecord", "Status"]
 
+#: The codecs of a new store's ``V``: none. Measured against Blosc/lz4 and Zstandard
+#: level 1 end to end (benchmarks/ingest.py); see the module docstring.
+V_COMPRESSORS: Any = None
+
 #: Rows of the file table are created in blocks of this many.
 
 
@@ -120,7 +124,7 @@ class CorpusStore:
         n_bins = features.n_bins
         group.create_array(
             "V", shape=(n_bins, 0), chunks=(n_bins, chunk_frames), dtype="float32",
-            dimension_names=("bin", "frame"), compressors=None, fill_value=0.0,
+            dimension_names=("bin", "frame"), compressors=V_COMPRESSORS, fill_value=0.0,
             attributes={"coordinates": "frequency time file_index",
                         "long_name": _feature_name(features)},
         )  # fmt: skip
@@ -324,9 +328,15 @@ def write_frames(
     """
     group = zarr.open_group(path, mode="r+", zarr_format=3, use_consolidated=False)
     stop = start + V.shape[1]
-    group["V"][:, start:stop] = V  # type: ignore[index]
-    group["time"][start:stop] = time  # type: ignore[index]
-    group["file_index"][start:stop] = file_index  # type: ignore[index]
+    for name, values, region in (
+        ("V", V, (slice(None), slice(start, stop))),
+        ("time", time, slice(start, stop)),
+        ("file_index", file_index, slice(start, stop)),
+    ):
+        # Every chunk is written, zeros too: zarr's check for an all-fill chunk (to skip
+        # it) is a full pass that made writing V three times slower, and a chunk left
+        # out would read back as a missing one.
+        array(group, name).with_config({"write_empty_chunks": True})[region] = values
 
 
 def _feature_name(features: FeatureConfig) -> str:

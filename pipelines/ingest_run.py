@@ -1,0 +1,127 @@
+"""The driver of an ingest's chunk jobs on a cluster (:mod:`pipelines.ingest_tasks`).
+
+:class:`JobRunner` submits one job per chunk (or per run of chunks that share
+an MP3), shows the ingest bar as files finish, and when some files turn out
+unusable while decoded lays the others out again and computes the chunks that
+moved (:func:`pipelines.ingest_plan.redo_after`) until every chunk holds only
+good files.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dnmf.audio.decode import SILENT
+from pipelines.ingest_plan import ChunkTask, jobs_of, layout, redo_after
+from pipelines.ingest_tasks import JobOutcome, Source, ingest_job
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from dnmf.io.corpus import CorpusStore
+
+__all__ = ["JobRunner"]
+
+
+class JobRunner:
+    """Runs the chunk jobs of the files to append; lays them out again without bad files."""
+
+    def __init__(
+        self, client: Client, corpus: CorpusStore, sources: dict[int, Source], token: str, *,
+        progress: bool, t0: float,
+    ) -> None:  # fmt: skip
+        self.client, self.corpus, self.sources = client, corpus, sources
+        self.token, self.progress, self.t0 = token, progress, t0
+        self.store = str(Path(corpus.path).resolve())
+        self.features = corpus.features
+        self.sequential = {r for r, s in sources.items() if Path(s.path).suffix.lower() == ".mp3"}
+        self.decoded = 0  # samples decoded, counted as often as they were read
+
+    def run(self, pending: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], dict[int, str]]:
+        """Write the frames of ``pending`` (row, n_frames), packed from the committed extent.
+
+        Returns the files that made it, in order, and the error of each one
+        found unusable while decoded; the chunks from such a file's first frame
+        on are computed again without it, so no frame of it stays in ``V``.
+        """
+        start, chunk_frames = self.corpus.n_frames, self.corpus.chunk_frames
+        written: dict[int, ChunkTask] = {}
+        peaks: dict[int, float] = {}
+        bad: dict[int, str] = {}
+        todo = layout(start, chunk_frames, pending)
+        with self._bar(len(pending)) as bar:
+            for attempt in range(len(pending) + 1):
+                self.corpus.resize_frames(start + sum(n for _, n in pending))  # setup
+                errors = self._compute(todo, attempt, bar, peaks)
+                written.update({t.chunk: t for t in todo})
+                if attempt == 0:  # every file was read whole: silence is known now
+                    silent = {row: SILENT for row, _ in pending if peaks.get(row, 0.0) == 0.0}
+                    errors = {**silent, **errors}
+                if not errors:
+                    break
+                bad.update(errors)
+                pending = [(row, n) for row, n in pending if row not in errors]
+                _, todo = redo_after(start, chunk_frames, written, pending)
+        return pending, bad
+
+    def _compute(
+        self, todo: list[ChunkTask], attempt: int, bar: Any, peaks: dict[int, float]
+    ) -> dict[int, str]:
+        from distributed import as_completed
+
+        c, feature_attrs = self.client, self.features.as_attrs()
+        futures = []
+        for job in jobs_of(todo, self.sequential):
+            rows = {s.row for t in job for s in t.segments}
+            fut = c.submit(
+                ingest_job, self.store, job, {r: self.sources[r] for r in rows}, feature_attrs,
+                key=f"ingest-{self.token}-{attempt}-{job[0].chunk}", retries=2,
+            )  # fmt: skip
+            futures.append(fut)
+        last_chunk = {s.row: t.chunk for t in todo for s in t.segments}
+        seconds = {t.chunk: self._seconds(t) for t in todo}
+        errors: dict[int, str] = {}
+        for fut in as_completed(futures):
+            out: JobOutcome = fut.result()
+            errors.update(out.errors)
+            for row, peak in out.peaks.items():
+                peaks[row] = max(peaks.get(row, 0.0), peak)
+            self.decoded += sum(out.decoded.values())
+            if attempt == 0:
+                bar.advance(out.chunks, last_chunk, seconds)
+        return errors
+
+    def _seconds(self, t: ChunkTask) -> float:
+        f = self.features
+        return sum((s.f1 - s.f0) * f.hop_length / f.sr for s in t.segments)
+
+    @contextmanager
+    def _bar(self, n_files: int) -> Iterator[_Bar]:
+        from dnmf.progress import reporter
+
+        with reporter(
+            "ingest", n_files, enabled=self.progress,
+            fields="files  {task.fields[hours]:.3f} h audio  {task.fields[rtf]:.0f}x realtime",
+            hours=0.0, rtf=0.0,
+        ) as bar:  # fmt: skip
+            yield _Bar(bar, self.t0)
+
+
+class _Bar:
+    """The ingest bar: files whose last chunk is written, hours of audio, realtime factor."""
+
+    def __init__(self, bar: Any, t0: float) -> None:
+        self.bar, self.t0, self.hours = bar, t0, 0.0
+
+    def advance(
+        self, chunks: list[int], last_chunk: dict[int, int], seconds: dict[int, float]
+    ) -> None:
+        written = set(chunks)
+        done = sum(1 for ch in last_chunk.values() if ch in written)
+        self.hours += sum(seconds[ch] for ch in chunks) / 3600
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.update(advance=done, hours=self.hours, rtf=self.hours * 3600 / elapsed)

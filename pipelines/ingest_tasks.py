@@ -1,0 +1,128 @@
+"""The ingest tasks that run on workers: a header probe per file, and the chunk jobs.
+
+A job (:func:`pipelines.ingest_plan.jobs_of`) computes its chunk tasks in
+order and writes each Zarr chunk of ``V`` whole, with its ``time`` and
+``file_index``; no two jobs touch one chunk, so nothing needs a lock. Each
+file is decoded once, here, by a :class:`~dnmf.audio.decode.Decoder` that
+checks every sample: a file found unusable (a decode error, truncation, NaN
+or infinite samples) is reported back with its error, and its frames are
+left as zeros for the driver to lay the chunks out again without it
+(:func:`pipelines.ingest_plan.redo_after`). Silence is only known once all
+of a file is read, so each job reports the peak it saw per file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dnmf.audio.decode import Probe
+from pipelines.ingest_plan import ChunkTask, Segment
+
+__all__ = ["JobOutcome", "Source", "ingest_job", "probe_file"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a job needs to read one file: its path and the header's length and rate."""
+
+    path: str
+    n_samples: int
+    samplerate: int
+
+
+@dataclass
+class JobOutcome:
+    """What one job did: the chunks it wrote; per file its peak, any error, samples decoded."""
+
+    chunks: list[int] = field(default_factory=list)
+    peaks: dict[int, float] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    decoded: dict[int, int] = field(default_factory=dict)
+
+
+def probe_file(path: str) -> Probe:
+    """The header probe of one file (no sample decoded): :func:`~dnmf.audio.decode.probe_header`."""
+    from dnmf.audio.decode import probe_header
+
+    return probe_header(path)
+
+
+def ingest_job(
+    store: str,
+    tasks: list[ChunkTask],
+    sources: dict[int, Source],
+    features: dict[str, Any],
+) -> JobOutcome:
+    """Compute and write the chunk tasks of one job, in order.
+
+    Parameters
+    ----------
+    store : str
+        Path of the corpus store.
+    tasks : list of ChunkTask
+        Consecutive chunk tasks; a file that spans them is decoded on, not again.
+    sources : dict of row to Source
+        Every file the tasks touch.
+    features : dict
+        The store's :class:`~dnmf.audio.features.FeatureConfig` as attrs.
+    """
+    from dnmf.audio.decode import Decoder
+    from dnmf.audio.features import FeatureConfig
+    from dnmf.cluster import one_blas_thread
+    from dnmf.io.corpus import write_frames
+
+    cfg = FeatureConfig(**features)
+    out = JobOutcome()
+    decoders: dict[int, Decoder] = {}
+    try:
+        for task in tasks:
+            with one_blas_thread():
+                V, times, rows = _compute_chunk(task, sources, cfg, decoders, out.errors)
+            write_frames(store, task.start, V, times, rows)
+            out.chunks.append(task.chunk)
+    finally:
+        for row, dec in decoders.items():
+            out.peaks[row], out.decoded[row] = dec.peak, dec.decoded
+            dec.close()
+    return out
+
+
+def _compute_chunk(
+    task: ChunkTask, sources: dict[int, Source], cfg: Any, decoders: dict[int, Any],
+    errors: dict[int, str],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """``V``, ``time`` and ``file_index`` of one chunk task; a bad file's frames stay zero."""
+    n = task.stop - task.start
+    V = np.empty((cfg.n_bins, n), dtype=np.float32)
+    times = np.empty(n, dtype=np.float64)
+    rows = np.empty(n, dtype=np.int32)
+    for seg in task.segments:
+        a, b = seg.dest - task.start, seg.dest - task.start + (seg.f1 - seg.f0)
+        times[a:b] = np.arange(seg.f0, seg.f1) * (cfg.hop_length / cfg.sr)
+        rows[a:b] = seg.row
+        if seg.row not in errors:
+            _segment_frames(seg, sources[seg.row], cfg, decoders, errors, V[:, a:b])
+        if seg.row in errors:
+            V[:, a:b] = 0.0  # laid out again without this file (pipelines.ingest_plan.redo_after)
+    return V, times, rows
+
+
+def _segment_frames(
+    seg: Segment, src: Source, cfg: Any, decoders: dict[int, Any], errors: dict[int, str],
+    out: np.ndarray,
+) -> None:  # fmt: skip
+    """Frames ``[seg.f0, seg.f1)`` of one file into ``out``; a bad file's error into ``errors``."""
+    from dnmf.audio.decode import BadAudio, Decoder
+    from dnmf.audio.features import SignalReader, block_frames
+
+    dec = decoders.get(seg.row)
+    if dec is None:
+        dec = decoders[seg.row] = Decoder(src.path, src.n_samples)
+    reader = SignalReader(dec, src.n_samples, src.samplerate, cfg)
+    try:
+        out[:] = block_frames(reader, seg.f0, seg.f1)
+    except BadAudio as exc:
+        errors[seg.row] = str(exc)
