@@ -742,6 +742,7 @@ def report_corpus(c: dict[str, Any]) -> None:
 
 def plot(path: Path, results: dict[str, Any]) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -778,7 +779,10 @@ def plot(path: Path, results: dict[str, Any]) -> None:
                             label=label)  # fmt: skip
             ax.axhline(1.0, color="0.5", ls="--", lw=0.8, label="L*")
             ax.set_xscale("log")
-            ax.set_ylim(0.97, 1.25)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            lows = [float(np.min(ln.get_ydata())) for ln in ax.get_lines() if len(ln.get_ydata())]
+            ax.set_ylim(min(0.97, 0.99 * min(lows)), 1.6)
             ax.set_xlabel("wall-clock seconds")
             ax.set_ylabel("loss / L* (H refitted)")
             ax.set_title(
