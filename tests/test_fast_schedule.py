@@ -11,6 +11,7 @@ from dnmf.backends import MemoryBackend
 from dnmf.io.corpus import CorpusStore
 from dnmf.io.model import ModelStore
 from dnmf.nmf.config import LearnConfig
+from dnmf.nmf.init import RandomH
 from dnmf.nmf.learner import fit_in_memory, learn, start_state
 from dnmf.nmf.plan import passes_done, sample_blocks, sample_stages, visited_twice
 from pipelines.learn import learn_corpus
@@ -117,3 +118,31 @@ def test_fast_resume_ends_bitwise_where_an_uninterrupted_run_ends(
     )
     a, b = ModelStore.open(tmp_path / "whole.zarr"), ModelStore.open(tmp_path / "cut.zarr")
     assert a.W.tobytes() == b.W.tobytes() and resumed.losses == whole.losses
+
+
+def test_a_retried_extrapolated_visit_reads_and_writes_the_same() -> None:
+    from dataclasses import replace
+
+    from dnmf.nmf.learner import visit_params
+    from dnmf.nmf.plan import plan_visits
+    from dnmf.nmf.visit import visit_block
+
+    V = low_rank(3, 50)
+    cfg = LearnConfig(rank=3, tol=0, epochs=6)
+    be = MemoryBackend(V, 25)
+    state = learn(cfg, be, start_state(cfg, be))
+    assert state.accel is not None and state.pending_prev is not None
+    p = replace(visit_params(cfg, be.n_bins, state.avg, RandomH()), extrapolate=0.7)
+    twice = visited_twice(2, state.epoch, seed=cfg.seed, budget=cfg.epochs)
+    (visit,) = plan_visits(
+        [1], be.blocks(), n_frames=50, lags=1, n_inner=1, epoch=state.epoch,
+        visited=state.visited, pending=state.pending, done_this_epoch=set(), n_buffers=3,
+        pending_prev=state.pending_prev, twice=twice,
+    )  # fmt: skip
+    assert visit.pieces[0].prev_buffer == (state.epoch - 1) % 3  # it extrapolates
+    target = (state.epoch + 1) % 3
+    first = visit_block(be, visit, state.W, state.epoch, p)
+    written = be.H[target].copy()  # type: ignore[union-attr]
+    again = visit_block(be, visit, state.W, state.epoch, p)
+    assert first[0].tobytes() == again[0].tobytes() and first[2] == again[2]
+    assert be.H[target].tobytes() == written.tobytes()  # type: ignore[union-attr]
