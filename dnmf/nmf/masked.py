@@ -32,6 +32,7 @@ import numpy as np
 from dnmf.nmf import _fused_masked as _fm
 from dnmf.nmf.divergence import EPSILON, BetaLike, FloatArray, beta_name_to_float, update_exponent
 from dnmf.nmf.kernels import ChunkStats, mu_step
+from dnmf.nmf.lags import _general_pair
 
 __all__ = [
     "MaskedDen",
@@ -72,17 +73,7 @@ def weighted_factors(
     if beta == 2:
         L *= M
         return None, L
-    if beta < 1:
-        np.maximum(L, EPSILON, out=L)
-        P = np.power(L, beta - 1)
-        np.divide(P, L, out=L)  # Λ^(β-2), Λ floored
-    else:
-        P = np.power(L, beta - 1)
-        if beta < 2:
-            np.maximum(L, EPSILON, out=L)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            np.power(L, beta - 2, out=L)
-    L *= V
+    P, L = _general_pair(V, L, beta)  # the unweighted forms, then the weights
     L *= M
     P *= M
     return L, P
