@@ -19,7 +19,7 @@ def rank_command(
     ] = "8,16,32,64,128",
     holdout: Annotated[
         float,
-        typer.Option(help="Share of entries held out, in seeded tiles of 8 bins x 16 frames."),
+        typer.Option(help="Share of entries held out, in seeded tiles of 4 bins x 4 frames."),
     ] = 0.1,
     output: Annotated[
         Path | None,
