@@ -450,3 +450,46 @@ def test_rank_finds_the_true_rank_by_held_out_loss(tmp_path: Path, scheduler_add
         assert (out / "rank.png").stat().st_size > 0
     bad = run("rank", corpus, "--ranks", "4,x")
     assert bad.exit_code == 2 and "--ranks" in bad.output
+
+
+def test_export_applies_the_models_masks_and_records_them(
+    tmp_path: Path, cluster_client: object
+) -> None:
+    import dnmf
+    from dnmf.nmf.solver import solve_window
+    from pipelines.export import export
+    from pipelines.learn import learn_corpus
+    from tests.test_learn import write_corpus
+
+    rng = np.random.default_rng(21)
+    V = (rng.random((17, 3)) @ rng.random((3, 300)) + 0.01).astype(np.float32)
+    V[:, 40:60] = 0.0  # digital silence
+    corpus = write_corpus(tmp_path / "corpus.zarr", V, chunk_frames=100)
+    M = rng.random(V.shape) > 0.3
+    z = zarr.create_array(tmp_path / "mask.zarr", shape=M.shape, chunks=(17, 100), dtype=bool,
+                          dimension_names=("bin", "frame"), zarr_format=3)  # fmt: skip
+    z[:] = M
+    cfg = LearnConfig(rank=3, epochs=5, mask_store=str(tmp_path / "mask.zarr"), mask_silence=-100.0)
+    model = tmp_path / "m.zarr"
+    learn_corpus(corpus, model, config=cfg, client=cluster_client)
+    W = dnmf.open_model(model).W.values.astype(np.float32)[:, :, None]
+
+    masked = export(model, tmp_path / "a.zarr", n_iter=30, tol=0, client=cluster_client)
+    H = dnmf.open_activations(masked.store).H.values
+    weights = M.astype(np.float32)
+    weights[:, 40:60] = 0.0  # the silent frames
+    for start in (0, 100, 200):  # each chunk is the direct weighted solve of its frames
+        ref, _, _ = solve_window(V[:, start : start + 100], W, start=0, stop=100, beta=1.0,
+                                 n_iter=30, tol=0, l1_reg=0.0, l2_reg=0.0,
+                                 M=weights[:, start : start + 100])  # fmt: skip
+        np.testing.assert_allclose(H[:, start : start + 100], ref, rtol=1e-5, atol=1e-7)
+    meta = zarr.open_group(masked.store, mode="r").attrs["dnmf"]
+    assert meta["settings"]["mask"] == {"store": cfg.mask_store, "silence_db": -100.0,
+                                        "boundaries": False}  # fmt: skip
+    # Without the masks the silent frames are solved (to nothing) and the rest differs.
+    plain = export(model, tmp_path / "a.zarr", n_iter=30, tol=0, client=cluster_client, masks=False)
+    assert plain.reason == "the solver settings changed" and plain.frames_exported == 300
+    H_plain = dnmf.open_activations(plain.store).H.values
+    assert not np.allclose(H_plain[:, 100:], H[:, 100:], rtol=1e-3)
+    again = export(model, tmp_path / "a.zarr", n_iter=30, tol=0, client=cluster_client, masks=False)
+    assert again.nothing_new
