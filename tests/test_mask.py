@@ -493,3 +493,44 @@ def test_export_applies_the_models_masks_and_records_them(
     assert not np.allclose(H_plain[:, 100:], H[:, 100:], rtol=1e-3)
     again = export(model, tmp_path / "a.zarr", n_iter=30, tol=0, client=cluster_client, masks=False)
     assert again.nothing_new
+
+
+def test_transform_and_separate_mask_silence_as_the_model_learned(
+    tmp_path: Path, cluster_client: object
+) -> None:
+    import dnmf
+    from dnmf.audio.features import FeatureConfig
+    from dnmf.separate import separate
+    from dnmf.transform import activations_for_file
+    from pipelines.export import export
+    from pipelines.ingest import ingest
+    from pipelines.learn import learn_corpus
+    from tests.conftest import tone, write
+
+    hiss = 1e-5 * np.random.default_rng(3).standard_normal(8000).astype(np.float32)  # about -100 dB
+    y = np.concatenate([tone(8000, 1.0, 440.0), hiss, tone(8000, 1.0, 660.0)])
+    audio = write(tmp_path / "audio" / "a.wav", y, 8000)
+    store = tmp_path / "c.zarr"
+    features = FeatureConfig(sr=8000, n_fft=256, hop_length=128)
+    ingest(audio.parent, store, features=features, chunk_frames=64, client=cluster_client)
+    model = tmp_path / "m.zarr"
+    cfg = LearnConfig(rank=3, epochs=10, mask_silence=-60.0)
+    learn_corpus(store, model, config=cfg, client=cluster_client)
+    acts = dnmf.open_activations(export(model, n_iter=40, tol=0, client=cluster_client).store)
+    H, _ = activations_for_file(model, audio, n_iter=40, tol=0)
+    exported = acts.dnmf.file("a.wav").H.values
+    np.testing.assert_allclose(H, exported, rtol=1e-4, atol=1e-6 * float(exported.max()))
+    V = dnmf.open_corpus(store).V.values
+    silent = np.flatnonzero(10 * np.log10((V.astype(np.float64) ** 2).mean(axis=0)) < -60)
+    assert silent.size > 30 and not H[:, silent].any()  # masked frames pull nothing
+    unmasked = LearnConfig(rank=3, epochs=10)
+    learn_corpus(store, tmp_path / "m2.zarr", config=unmasked, client=cluster_client)
+    H2, _ = activations_for_file(tmp_path / "m2.zarr", audio, n_iter=40, tol=0)
+    assert H2[:, silent].all(axis=0).any()  # without the mask the hiss is fitted
+    parts = separate(model, audio, tmp_path / "parts", n_iter=40, tol=0)
+    assert len(parts) == 3
+    import soundfile as sf
+
+    total = sum(sf.read(p, dtype="float64")[0] for p in parts)
+    assert np.isfinite(total).all()
+    np.testing.assert_allclose(total, y, atol=1e-3)  # the parts still add up to the mixture
