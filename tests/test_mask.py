@@ -534,3 +534,42 @@ def test_transform_and_separate_mask_silence_as_the_model_learned(
     total = sum(sf.read(p, dtype="float64")[0] for p in parts)
     assert np.isfinite(total).all()
     np.testing.assert_allclose(total, y, atol=1e-3)  # the parts still add up to the mixture
+
+
+@pytest.mark.parametrize("lags", [1, 3])
+def test_rank_scores_the_model_it_learned_for_any_lags(
+    tmp_path: Path, cluster_client: object, lags: int
+) -> None:
+    """rank.json's losses are those of the learned model's own W and H (the buffer the
+    last epoch wrote, its pending scales, and for lags > 1 the frames before each
+    block), recomputed here over the whole corpus at once."""
+    import json
+
+    from dnmf.io.blocks import open_array
+    from dnmf.io.model import ModelStore
+    from dnmf.nmf.lags import conv_model
+    from dnmf.nmf.mask import Holdout
+    from dnmf.nmf.masked import weighted_loss
+    from pipelines.rank import rank_corpus
+    from tests.test_learn import write_corpus
+
+    V = known_rank()[:, :600]
+    corpus = write_corpus(tmp_path / "corpus.zarr", V, chunk_frames=200)
+    cfg = LearnConfig(rank=2, epochs=8, lags=lags, seed=3)
+    result = rank_corpus(corpus, tmp_path / "rank", ranks=[3], config=cfg, holdout=0.2,
+                         client=cluster_client)  # fmt: skip
+    model = ModelStore.open(tmp_path / "rank" / "rank3.zarr")
+    state = model.load_checkpoint()
+    assert state is not None and state.pending is not None
+    H = np.asarray(open_array(f"{model.H_url}/H{state.latest_buffer}")[:], dtype=np.float64)
+    for b in range(3):
+        H[:, 200 * b : 200 * (b + 1)] *= state.pending[b][:, None]
+    L = conv_model(state.W.astype(np.float64), H)
+    held = Holdout(share=0.2, seed=3).held(V.shape[0], np.arange(V.shape[1]))
+    V64 = V.astype(np.float64)
+    for key, part in (("heldout_loss", held), ("train_loss", ~held)):
+        M = part.astype(np.float64)
+        expect = weighted_loss(np.where(part, V64, 0), L.copy(), M, 1.0) / M.sum()
+        got = json.loads((tmp_path / "rank" / "rank.json").read_text())[key][0]
+        assert got == getattr(result, key)[0]
+        np.testing.assert_allclose(got, expect, rtol=1e-4)
