@@ -38,6 +38,16 @@ def soundfont() -> str | None:
     return next((p for p in SOUNDFONTS if Path(p).exists()), None)
 
 
+def fluidsynth(midi: Path, out: Path, sr: int, sf2: str) -> None:
+    """Render ``midi`` to ``out`` (format from its suffix) at ``sr`` with sound font ``sf2``,
+    reverb and chorus off (``-R 0 -C 0``: separately rendered stems add up to the mix)."""
+    subprocess.run(
+        ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(sr),
+         "-F", str(out), sf2, str(midi)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
 def _vlq(n: int) -> bytes:
     """A MIDI variable-length quantity."""
     out = [n & 0x7F]
@@ -109,10 +119,7 @@ def render_pieces(
         for i in range(n):
             mid, wav = Path(tmp) / f"p{i}.mid", Path(tmp) / f"p{i}.wav"
             mid.write_bytes(midi_piece(seconds, seed + i))
-            subprocess.run(
-                ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(sr), "-F", str(wav), sf2, str(mid)],
-                check=True, capture_output=True,
-            )  # fmt: skip
+            fluidsynth(mid, wav, sr, sf2)
             y, got = sf.read(wav, dtype="float32", always_2d=True)
             assert got == sr, (got, sr)
             y = y.mean(axis=1)

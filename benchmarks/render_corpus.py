@@ -8,7 +8,7 @@ Run from the repository root::
 Each piece is about a minute of General MIDI: a chord instrument, a melody
 instrument and a bass (programs drawn per piece from pianos, organs, guitars,
 strings, brass, reeds, pipes, synth leads), plus drums on channel 10, in a key
-and tempo drawn per piece. fluidsynth renders them with the FluidR3 GM
+and tempo drawn per piece. fluidsynth renders them (``render.fluidsynth``) with the FluidR3 GM
 soundfont, reverb and chorus off (``-R 0 -C 0``), to 22050 Hz mono WAV and,
 every other file, 44100 Hz stereo FLAC (as a real corpus mixes formats).
 Needs Debian's ``fluidsynth`` and ``fluid-soundfont-gm`` and the ``mido``
@@ -18,14 +18,15 @@ package (``apt-get install fluidsynth fluid-soundfont-gm``, ``pip install mido``
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from render import fluidsynth, soundfont
+
 CHORD_PROGRAMS = (0, 1, 4, 16, 19, 24, 25, 48, 49, 52, 61, 88, 89)
 MELODY_PROGRAMS = (0, 11, 40, 41, 56, 65, 68, 71, 73, 80, 81)
 BASS_PROGRAMS = (32, 33, 34, 38, 42)
@@ -93,20 +94,12 @@ def piece_midi(path: Path, seconds: float, seed: int) -> None:
     mid.save(path)
 
 
-def render(midi: Path, out: Path, sr: int) -> None:
-    """fluidsynth, no reverb, no chorus, to ``out`` (format from its suffix)."""
-    subprocess.run(
-        ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(sr),
-         "-F", str(out), str(SOUNDFONT), str(midi)],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
 def render_corpus(root: Path, minutes: float, *, seed: int = 0) -> list[Path]:
     """About one-minute pieces adding up to ``minutes``; returns their paths."""
     import soundfile as sf
 
-    if shutil.which("fluidsynth") is None or not SOUNDFONT.exists():
+    sf2 = soundfont()
+    if sf2 is None:
         raise SystemExit(
             "needs fluidsynth and fluid-soundfont-gm: apt-get install fluidsynth fluid-soundfont-gm"
         )
@@ -122,7 +115,7 @@ def render_corpus(root: Path, minutes: float, *, seed: int = 0) -> list[Path]:
             midi = Path(tmp) / f"{i}.mid"
             piece_midi(midi, seconds, seed * 100003 + i)
             wav = Path(tmp) / f"{i}.wav"
-            render(midi, wav, sr)
+            fluidsynth(midi, wav, sr, sf2)
             y, _ = sf.read(wav, dtype="float32", always_2d=True)
             y = y[: int(seconds * sr)]
             sf.write(path, y if stereo else y.mean(axis=1), sr)

@@ -86,10 +86,10 @@ class Holdout:
 
     share: float
     seed: int = 0
-    #: 4 x 4: measured on rendered audio (tests/test_mask_audio.py), tiles of 8 bins x
-    #: 16 frames held out the whole support of a low, short component (a kick drum) in
-    #: 2 of 5 seeds, whose activations there then grew unchecked (held-out KL 7-42x
-    #: that of a model fitted to zeros); 4 x 4 tiles predicted 0.14-0.17x in all five.
+    #: 4 x 4, measured on rendered audio (benchmarks/mask_heldout.py): tiles of 8 bins x
+    #: 16 frames can hold out the whole support of a low, short component (a kick drum),
+    #: whose activations there then grow unchecked (1 or 2 seeds of 5, held-out KL 7-99x
+    #: that of a model fitted to zeros); 4 x 4 tiles gave 0.13-0.22x in every seed.
     bins: int = 4
     frames: int = 4
 
