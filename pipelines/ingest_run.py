@@ -89,9 +89,7 @@ class JobRunner:
         for s in (s for t in tasks for s in t.segments):
             part = spectra[s.row, s.f0, s.f1]
             total[s.row] = part.copy() if s.row not in total else total[s.row] + part
-        return {
-            row: bandwidth(p, freqs, self.sources[row].samplerate) for row, p in total.items()
-        }
+        return {row: bandwidth(p, freqs, self.sources[row].samplerate) for row, p in total.items()}
 
     def _compute(
         self, todo: list[ChunkTask], attempt: int, bar: Any, peaks: dict[int, float],

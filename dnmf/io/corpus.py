@@ -355,6 +355,7 @@ def write_frames(
     group = zarr.open_group(path, mode="r+", zarr_format=3, use_consolidated=False)
     stop = start + V.shape[1]
     frames = slice(start, stop)
+    region: Any
     for name, values, region in (
         ("V", V, (slice(None), frames)),
         ("time", time, frames),
