@@ -233,9 +233,12 @@ def block_frames(
     f0, f1 : int
         Frame range within the file.
     spectrum : ndarray of shape (1 + n_fft // 2,), float64, optional
-        If given, the sum over these frames of ``|STFT|²`` per STFT bin (before any
-        power or mel projection) is added to it: the long-term spectrum of a file,
-        block by block (:func:`dnmf.audio.quality.bandwidth`).
+        If given, the sum of ``|STFT|²`` per STFT bin (before any power or mel
+        projection) over those of these frames whose window lies inside the signal
+        is added to it: the long-term spectrum of a file, block by block
+        (:func:`dnmf.audio.quality.bandwidth`). A frame that meets the padding
+        sees the signal start or stop at once, a step whose energy spreads over
+        every bin; in a short file those few frames would fill the empty band.
 
     Returns
     -------
@@ -261,7 +264,12 @@ def block_frames(
     S = np.abs(X)
     del X
     if spectrum is not None:
-        spectrum += np.einsum("ij,ij->i", S, S)  # float32 sums: ample for a level in dB
+        inside = slice(
+            max(0, -(-offset // cfg.hop_length) - f0),
+            max(0, (reader.n_out - cfg.n_fft + offset) // cfg.hop_length + 1 - f0),
+        )
+        part = S[:, inside]
+        spectrum += np.einsum("ij,ij->i", part, part)  # float32 sums: ample for a level in dB
     if cfg.power != 1.0:
         np.power(S, cfg.power, out=S)
     if cfg.features == "mel":
