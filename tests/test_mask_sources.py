@@ -146,8 +146,9 @@ def test_learn_cli_masks_clipping_and_bandwidth_and_info_counts_them(
     clipped = store.column("clipped") > 0
     above = freq[:, None] > bw[store.column("file_index")][None, :]
     out = tmp_path / "m.zarr"
+    args = ["--mask-clipped", "--mask-above-bandwidth", "--quiet"]
     result = run("learn", corpus, "--rank", "3", "--epochs", "2", "-o", out, "--scheduler",
-                 scheduler_address, "--mask-clipped", "--mask-above-bandwidth", "--quiet")  # fmt: skip
+                 scheduler_address, *args)  # fmt: skip
     assert result.exit_code == 0, result.output
     info = json.loads(run("info", out, "--json").stdout)
     assert info["mask"] == {
