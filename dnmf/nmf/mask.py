@@ -205,13 +205,10 @@ def _corpus_frames(spec: MaskSpec, name: str, frame_idx: np.ndarray) -> np.ndarr
 def band_weights(spec: MaskSpec, n_bins: int, frame_idx: np.ndarray) -> np.ndarray | None:
     """Boolean ``(n_bins, n)``: False on the bins above the bandwidth of each frame's file;
     None where every frame's file keeps every bin."""
-    from dnmf.io.corpus_frames import file_column
+    from dnmf.io.corpus_frames import cutoff_bins
 
     assert spec.corpus is not None
-    first = np.searchsorted(
-        file_column(spec.corpus, "frequency"), file_column(spec.corpus, "bandwidth"), "right"
-    )  # per file, its first bin above its bandwidth
-    cut = first[_corpus_frames(spec, "file_index", frame_idx)]
+    cut = cutoff_bins(spec.corpus)[_corpus_frames(spec, "file_index", frame_idx)]
     if bool((cut >= n_bins).all()):
         return None
     return np.arange(n_bins)[:, None] < cut[None, :]  # type: ignore[no-any-return]
