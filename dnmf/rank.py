@@ -26,12 +26,23 @@ def split_losses(
 ) -> tuple[float, float, float, float]:  # fmt: skip
     """``(train loss, held-out loss, train entries, held-out entries)`` of one block.
 
-    ``V (n_bins, n)`` are the frames ``[lo, lo + n)``, ``W (n_bins, k)`` and
-    ``H (k, n)`` the model's. Each loss is ``Σ M ⊙ d_β(V | W H)`` under the
-    training and the evaluation mask of ``spec``.
+    ``V (n_bins, n)`` are the frames ``[lo, lo + n)``, ``W`` the model's templates,
+    ``(n_bins, k)`` or ``(n_bins, k, lags)``, and ``H`` its activations of those
+    frames, ``(k, n)``, or with several lags of the ``lags - 1`` frames before them
+    too (``(k, n + lags - 1)``, fewer at the corpus start: zeros before frame 0).
+    Each loss is ``Σ M ⊙ d_β(V | Λ)`` under the training and the evaluation mask
+    of ``spec``.
     """
+    from dnmf.nmf.lags import stack_templates, window_stack
+
     hi = lo + V.shape[1]
-    L = W.astype(V.dtype, copy=False) @ H.astype(V.dtype, copy=False)
+    if W.ndim == 2 or W.shape[2] == 1:
+        W2 = W.reshape(W.shape[0], W.shape[1])
+        L = W2.astype(V.dtype, copy=False) @ H.astype(V.dtype, copy=False)
+    else:
+        halo = H.shape[1] - V.shape[1]
+        Hs = window_stack(H.astype(V.dtype, copy=False), halo, H.shape[1], W.shape[2])
+        L = stack_templates(W).astype(V.dtype, copy=False) @ Hs
     out = []
     for part in (spec.training(), spec.evaluation()):
         mask = block_mask(part, V, lo, hi, read_M)
@@ -45,16 +56,24 @@ def split_losses(
 
 
 def split_losses_task(
-    item: tuple[int, int, int, np.ndarray], W: np.ndarray, V_url: str, H_url: str,
-    spec: MaskSpec, beta: float,
+    item: tuple[int, int, int, np.ndarray, np.ndarray | None], W: np.ndarray, V_url: str,
+    H_url: str, spec: MaskSpec, beta: float,
 ) -> tuple[float, float, float, float]:  # fmt: skip
-    """:func:`split_losses` of block ``item = (start, stop, buffer, scale)`` on a worker:
-    V from the corpus, H from the model store's buffer, times the block's pending scale."""
+    """:func:`split_losses` of block ``item = (start, stop, buffer, scale, halo_scale)`` on
+    a worker: V from the corpus, H from the model store's buffer times the block's
+    pending scale, and for a model of several lags the ``lags - 1`` frames before the
+    block times the previous block's (``halo_scale``; None at the corpus start)."""
     from dnmf.io.blocks import open_array
 
-    start, stop, buffer, scale = item
+    start, stop, buffer, scale, halo_scale = item
+    lags = W.shape[2] if W.ndim == 3 else 1
+    first = max(0, start - (lags - 1))
     V = np.asarray(open_array(V_url)[:, start:stop])
-    H = np.asarray(open_array(f"{H_url}/H{buffer}")[:, start:stop]) * scale[:, None]
+    H = np.asarray(open_array(f"{H_url}/H{buffer}")[:, first:stop], dtype=np.float64)
+    H[:, start - first :] *= scale[:, None]
+    if start > first:
+        assert halo_scale is not None, "a block after the first has a previous block"
+        H[:, : start - first] *= halo_scale[:, None]
     read_M = None
     if spec.store:
         store = open_array(spec.store)
@@ -62,4 +81,4 @@ def split_losses_task(
         def read_M(a: int, z: int) -> np.ndarray:
             return np.asarray(store[:, a:z])
 
-    return split_losses(V, W, H, spec, start, beta, read_M)
+    return split_losses(V, W, H.astype(V.dtype), spec, start, beta, read_M)

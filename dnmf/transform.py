@@ -175,17 +175,25 @@ def solve_in_blocks(
     """Solve one file's activations block by block, yielding ``(f0, f1, H_block, loss, n_iter)``.
 
     ``frames(f0, f1)`` returns ``V[:, f0:f1]``; each block reads the window of
-    an exact solve (:func:`dnmf.nmf.solver.window_of`).
+    an exact solve (:func:`dnmf.nmf.solver.window_of`). A model learned with
+    ``mask_silence`` masks the file's frames below that level here too.
     """
+    from dnmf.nmf.mask import block_mask
     from dnmf.nmf.plan import blocks_of
     from dnmf.nmf.solver import solve_block
 
     if block < 1:
         raise DnmfUsageError(f"block_frames={block} must be a positive integer, e.g. 8192")
+    spec = d.mask()
+
+    def weights(V: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
+        bm = block_mask(spec, V, lo, hi)
+        return None if bm is None else bm.dense(V.shape[0], V.dtype)
+
     for a, b in blocks_of(n_frames, block):
         H, loss, done = solve_block(
             frames, a, b, n_frames, d.W, beta=d.beta, n_iter=n_iter, tol=tol, l1_reg=d.l1_reg,
-            l2_reg=d.l2_reg, solver=d.solver,
+            l2_reg=d.l2_reg, solver=d.solver, weights=None if spec is None else weights,
         )  # fmt: skip
         yield a, b, H, loss, done
 

@@ -6,7 +6,8 @@ plan     compare the activations store's attrs with the model and corpus: a new
 setup    create the store (or resize it) with ``H`` chunked like the corpus ``V``.
 run      one task per corpus chunk (on the backend) solves its activations with
          ``W`` fixed, by the solver of transform and separate (the model's penalties
-         on H included), and writes that chunk of ``H``, ``time`` and ``file_index``.
+         on H included, and the masks it was learned with: masked entries do not
+         pull H), and writes that chunk of ``H``, ``time`` and ``file_index``.
 commit   the file table and the attrs (model and corpus fingerprints, extent).
 """
 
@@ -33,7 +34,17 @@ from dnmf.io.store import array, consolidate, open_group, read_meta, write_meta
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["ExportResult", "export", "export_settings", "plan_export"]
+    from dnmf.nmf.config import LearnConfig
+    from dnmf.nmf.mask import MaskSpec
+
+__all__ = [
+    "ExportResult",
+    "export",
+    "export_mask",
+    "export_settings",
+    "mask_settings",
+    "plan_export",
+]
 
 KIND = "activations"
 #: The file table of an export: the corpus's own columns that select a file's frames.
@@ -43,20 +54,30 @@ TABLE = {"file": str, "first_frame": "int64", "n_frames": "int64", "status": str
 def export_chunk(
     start: int, corpus: str, store: str, W: np.ndarray, *, chunk_frames: int, n_frames: int,
     beta: float, n_iter: int, tol: float, l1_reg: float, l2_reg: float, solver: str = "mu",
+    mask: MaskSpec | None = None,
 ) -> tuple[int, float, int, dict[str, dict[str, Any]]]:  # fmt: skip
     """The task of one corpus chunk: solve its activations (the halo of an exact solve
     read around it when the model has several lags, every chunk of V read checked
-    against the corpus's records) and write that chunk of ``H``, ``time`` and
-    ``file_index`` whole; returns their chunk records too."""
-    from dnmf.io.blocks import read_checked
+    against the corpus's records; the window's weights built from ``mask`` here) and
+    write that chunk of ``H``, ``time`` and ``file_index`` whole; returns their chunk
+    records too."""
+    from dnmf.io.blocks import ZarrBlockIO, read_checked
     from dnmf.io.records import chunk_record
+    from dnmf.nmf.mask import block_mask
     from dnmf.nmf.solver import solve_block
 
     stop = min(start + chunk_frames, n_frames)
     W = np.array(W, order="C", copy=True)  # aligned, as in the learner's tasks
+    io = ZarrBlockIO(f"{corpus}/V", "", (mask.store or "") if mask is not None else "")
+
+    def weights(V: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
+        bm = block_mask(mask, V, lo, hi, io.read_M)
+        return None if bm is None else bm.dense(V.shape[0], V.dtype)
+
     H, loss, iters = solve_block(
         lambda lo, hi: read_checked(f"{corpus}/V", lo, hi), start, stop, n_frames, W,
         beta=beta, n_iter=n_iter, tol=tol, l1_reg=l1_reg, l2_reg=l2_reg, solver=solver,
+        weights=None if mask is None else weights,
     )  # fmt: skip
     dst = zarr.open_group(store, mode="r+", zarr_format=3, use_consolidated=False)
     written = {
@@ -70,9 +91,43 @@ def export_chunk(
     return start, loss, iters, {name: chunk_record(v) for name, v in written.items()}
 
 
-def export_settings(n_iter: int, tol: float) -> dict[str, Any]:
-    """The solver settings an activations store records; a change means a full export."""
-    return {"iter": n_iter, "tol": tol, "start": "frame"}
+def export_settings(n_iter: int, tol: float, mask: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The solver settings an activations store records; a change means a full export.
+
+    ``mask`` is :func:`mask_settings` of the model (an unmasked export records none,
+    so stores written before masks existed stay up to date)."""
+    settings: dict[str, Any] = {"iter": n_iter, "tol": tol, "start": "frame"}
+    if mask is not None:
+        settings["mask"] = mask
+    return settings
+
+
+def mask_settings(cfg: LearnConfig) -> dict[str, Any] | None:
+    """The mask sources of model config ``cfg`` that an export applies (None: none).
+
+    These are the masks of the data (a user mask store, silence, file boundaries,
+    clipping, bandwidth); the rank search's held-out tiles are not: every entry a
+    model can see is used. Clipping and bandwidth are recorded only where they are
+    on, so the settings of an export written before they existed stay the same."""
+    masks = cfg.model_copy(update={"holdout": 0.0})
+    if not masks.masked:
+        return None
+    return {
+        "store": masks.mask_store,
+        "silence_db": masks.mask_silence,
+        "boundaries": bool(masks.mask_boundaries and masks.lags > 1),
+        **({"clipped": True} if masks.mask_clipped else {}),
+        **({"above_bandwidth": True} if masks.mask_above_bandwidth else {}),
+    }
+
+
+def export_mask(cfg: LearnConfig, corpus: CorpusStore) -> MaskSpec | None:
+    """The :class:`~dnmf.nmf.mask.MaskSpec` of :func:`mask_settings` on ``corpus``."""
+    from pipelines.learn import corpus_mask
+
+    if mask_settings(cfg) is None:
+        return None
+    return corpus_mask(cfg.model_copy(update={"holdout": 0.0}), corpus)  # type: ignore[no-any-return]
 
 
 def plan_export(
@@ -124,6 +179,7 @@ def export(
     client: Client | None = None,
     progress: bool = False,
     keep_existing: bool = False,
+    masks: bool = True,
 ) -> ExportResult:
     """Solve and store the activations of every frame of the model's corpus.
 
@@ -137,6 +193,10 @@ def export(
         Multiplicative updates per chunk and the stopping tolerance.
     keep_existing : bool
         Export only frames not exported yet even if the dictionary changed.
+    masks : bool
+        Apply the masks the model was learned with (:func:`mask_settings`): masked
+        entries do not pull H, and the loss counts only what they keep. False
+        solves every frame from all of its entries.
 
     Returns
     -------
@@ -168,7 +228,8 @@ def export(
     corpus.check_values(corpus.v_records(say=_say))
     W = model.templates
     beta = model.config.beta
-    settings = export_settings(n_iter, tol)
+    mask = export_mask(model.config, corpus) if masks else None
+    settings = export_settings(n_iter, tol, mask_settings(model.config) if masks else None)
     model_fp = dictionary_fingerprint(W)
     meta = None
     if (store / "zarr.json").exists():
@@ -216,6 +277,7 @@ def export(
                 export_chunk, starts, src, dst, W, tag=f"export-{model_fp[:8]}", progress=done,
                 chunk_frames=corpus.chunk_frames, n_frames=corpus.n_frames, beta=beta,
                 n_iter=n_iter, tol=tol, l1_reg=l1_H, l2_reg=l2_H, solver=model.config.solver,
+                mask=mask,
             )  # fmt: skip
     files = corpus.files()
     write_file_table(group, [{name: getattr(r, name) for name in TABLE} for r in files], TABLE)

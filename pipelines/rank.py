@@ -90,8 +90,6 @@ def rank_corpus(
 
     if not 0 < holdout < 1:
         raise DnmfUsageError(f"--holdout {holdout:g} must be a share between 0 and 1, e.g. 0.1")
-    if config.lags != 1:
-        raise DnmfUsageError("dnmf rank scores one-lag models for now; leave --lags out")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     corpus = CorpusStore.open(corpus_path)
@@ -112,10 +110,16 @@ def rank_corpus(
                                   n_frames=corpus.n_frames)  # fmt: skip
             from dnmf.rank import split_losses_task
 
-            items = [(a, z, state.epoch % 2, state.pending[b])
+            buffer, pending = state.latest_buffer, state.pending
+            if cfg.lags > 1 and block < cfg.lags - 1:
+                raise DnmfUsageError(
+                    f"--lags {cfg.lags} reaches back over more than one block of {block} "
+                    "frames; use fewer lags or bigger chunks"
+                )
+            items = [(a, z, buffer, pending[b], pending[b - 1] if b else None)
                      for b, (a, z) in enumerate(backend.blocks())]  # fmt: skip
             parts = backend.map_blocks(
-                split_losses_task, items, np.ascontiguousarray(state.W[:, :, 0]),
+                split_losses_task, items, np.ascontiguousarray(state.W),
                 backend.V_url, model.H_url, spec, cfg.beta, tag=f"rank-{rank}-{backend.token}",
             )  # fmt: skip
             train, held, n_train, n_held = (float(sum(p[i] for p in parts)) for i in range(4))

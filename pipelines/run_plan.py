@@ -261,7 +261,7 @@ def export_plan_now(cfg: PipelineConfig) -> tuple[StagePlan, bool]:
     from dnmf.io.dictionary import dictionary_fingerprint
     from dnmf.io.model import ModelStore
     from dnmf.io.store import open_group, read_meta
-    from pipelines.export import export_settings
+    from pipelines.export import export_settings, mask_settings
 
     model = ModelStore.open(cfg.model_path)
     corpus = CorpusStore.open(cfg.corpus_path)
@@ -273,7 +273,7 @@ def export_plan_now(cfg: PipelineConfig) -> tuple[StagePlan, bool]:
         enabled=cfg.export.enabled, meta=meta, model_fingerprint=dictionary_fingerprint(model.W),
         refined_from=pipeline.get("refined_from"), change=pipeline.get("dictionary_change"),
         threshold=cfg.export.reexport_threshold,
-        settings=export_settings(cfg.export.iter, cfg.export.tol),
+        settings=export_settings(cfg.export.iter, cfg.export.tol, mask_settings(model.config)),
         corpus_frames=corpus.n_frames, chunk_frames=corpus.chunk_frames,
     )  # fmt: skip
 

@@ -450,3 +450,126 @@ def test_rank_finds_the_true_rank_by_held_out_loss(tmp_path: Path, scheduler_add
         assert (out / "rank.png").stat().st_size > 0
     bad = run("rank", corpus, "--ranks", "4,x")
     assert bad.exit_code == 2 and "--ranks" in bad.output
+
+
+def test_export_applies_the_models_masks_and_records_them(
+    tmp_path: Path, cluster_client: object
+) -> None:
+    import dnmf
+    from dnmf.nmf.solver import solve_window
+    from pipelines.export import export
+    from pipelines.learn import learn_corpus
+    from tests.test_learn import write_corpus
+
+    rng = np.random.default_rng(21)
+    V = (rng.random((17, 3)) @ rng.random((3, 300)) + 0.01).astype(np.float32)
+    V[:, 40:60] = 0.0  # digital silence
+    corpus = write_corpus(tmp_path / "corpus.zarr", V, chunk_frames=100)
+    M = rng.random(V.shape) > 0.3
+    z = zarr.create_array(tmp_path / "mask.zarr", shape=M.shape, chunks=(17, 100), dtype=bool,
+                          dimension_names=("bin", "frame"), zarr_format=3)  # fmt: skip
+    z[:] = M
+    cfg = LearnConfig(rank=3, epochs=5, mask_store=str(tmp_path / "mask.zarr"), mask_silence=-100.0)
+    model = tmp_path / "m.zarr"
+    learn_corpus(corpus, model, config=cfg, client=cluster_client)
+    W = dnmf.open_model(model).W.values.astype(np.float32)[:, :, None]
+
+    masked = export(model, tmp_path / "a.zarr", n_iter=30, tol=0, client=cluster_client)
+    H = dnmf.open_activations(masked.store).H.values
+    weights = M.astype(np.float32)
+    weights[:, 40:60] = 0.0  # the silent frames
+    for start in (0, 100, 200):  # each chunk is the direct weighted solve of its frames
+        ref, _, _ = solve_window(V[:, start : start + 100], W, start=0, stop=100, beta=1.0,
+                                 n_iter=30, tol=0, l1_reg=0.0, l2_reg=0.0,
+                                 M=weights[:, start : start + 100])  # fmt: skip
+        np.testing.assert_allclose(H[:, start : start + 100], ref, rtol=1e-5, atol=1e-7)
+    meta = zarr.open_group(masked.store, mode="r").attrs["dnmf"]
+    assert meta["settings"]["mask"] == {"store": cfg.mask_store, "silence_db": -100.0,
+                                        "boundaries": False}  # fmt: skip
+    # Without the masks the silent frames are solved (to nothing) and the rest differs.
+    plain = export(model, tmp_path / "a.zarr", n_iter=30, tol=0, client=cluster_client, masks=False)
+    assert plain.reason == "the solver settings changed" and plain.frames_exported == 300
+    H_plain = dnmf.open_activations(plain.store).H.values
+    assert not np.allclose(H_plain[:, 100:], H[:, 100:], rtol=1e-3)
+    again = export(model, tmp_path / "a.zarr", n_iter=30, tol=0, client=cluster_client, masks=False)
+    assert again.nothing_new
+
+
+def test_transform_and_separate_mask_silence_as_the_model_learned(
+    tmp_path: Path, cluster_client: object
+) -> None:
+    import dnmf
+    from dnmf.audio.features import FeatureConfig
+    from dnmf.separate import separate
+    from dnmf.transform import activations_for_file
+    from pipelines.export import export
+    from pipelines.ingest import ingest
+    from pipelines.learn import learn_corpus
+    from tests.conftest import tone, write
+
+    hiss = 1e-5 * np.random.default_rng(3).standard_normal(8000).astype(np.float32)  # about -100 dB
+    y = np.concatenate([tone(8000, 1.0, 440.0), hiss, tone(8000, 1.0, 660.0)])
+    audio = write(tmp_path / "audio" / "a.wav", y, 8000)
+    store = tmp_path / "c.zarr"
+    features = FeatureConfig(sr=8000, n_fft=256, hop_length=128)
+    ingest(audio.parent, store, features=features, chunk_frames=64, client=cluster_client)
+    model = tmp_path / "m.zarr"
+    cfg = LearnConfig(rank=3, epochs=10, mask_silence=-60.0)
+    learn_corpus(store, model, config=cfg, client=cluster_client)
+    acts = dnmf.open_activations(export(model, n_iter=40, tol=0, client=cluster_client).store)
+    H, _ = activations_for_file(model, audio, n_iter=40, tol=0)
+    exported = acts.dnmf.file("a.wav").H.values
+    np.testing.assert_allclose(H, exported, rtol=1e-4, atol=1e-6 * float(exported.max()))
+    V = dnmf.open_corpus(store).V.values
+    silent = np.flatnonzero(10 * np.log10((V.astype(np.float64) ** 2).mean(axis=0)) < -60)
+    assert silent.size > 30 and not H[:, silent].any()  # masked frames pull nothing
+    unmasked = LearnConfig(rank=3, epochs=10)
+    learn_corpus(store, tmp_path / "m2.zarr", config=unmasked, client=cluster_client)
+    H2, _ = activations_for_file(tmp_path / "m2.zarr", audio, n_iter=40, tol=0)
+    assert H2[:, silent].all(axis=0).any()  # without the mask the hiss is fitted
+    parts = separate(model, audio, tmp_path / "parts", n_iter=40, tol=0)
+    assert len(parts) == 3
+    import soundfile as sf
+
+    total = sum(sf.read(p, dtype="float64")[0] for p in parts)
+    assert np.isfinite(total).all()
+    np.testing.assert_allclose(total, y, atol=1e-3)  # the parts still add up to the mixture
+
+
+@pytest.mark.parametrize("lags", [1, 3])
+def test_rank_scores_the_model_it_learned_for_any_lags(
+    tmp_path: Path, cluster_client: object, lags: int
+) -> None:
+    """rank.json's losses are those of the learned model's own W and H (the buffer the
+    last epoch wrote, its pending scales, and for lags > 1 the frames before each
+    block), recomputed here over the whole corpus at once."""
+    import json
+
+    from dnmf.io.blocks import open_array
+    from dnmf.io.model import ModelStore
+    from dnmf.nmf.lags import conv_model
+    from dnmf.nmf.mask import Holdout
+    from dnmf.nmf.masked import weighted_loss
+    from pipelines.rank import rank_corpus
+    from tests.test_learn import write_corpus
+
+    V = known_rank()[:, :600]
+    corpus = write_corpus(tmp_path / "corpus.zarr", V, chunk_frames=200)
+    cfg = LearnConfig(rank=2, epochs=8, lags=lags, seed=3)
+    result = rank_corpus(corpus, tmp_path / "rank", ranks=[3], config=cfg, holdout=0.2,
+                         client=cluster_client)  # fmt: skip
+    model = ModelStore.open(tmp_path / "rank" / "rank3.zarr")
+    state = model.load_checkpoint()
+    assert state is not None and state.pending is not None
+    H = np.asarray(open_array(f"{model.H_url}/H{state.latest_buffer}")[:], dtype=np.float64)
+    for b in range(3):
+        H[:, 200 * b : 200 * (b + 1)] *= state.pending[b][:, None]
+    L = conv_model(state.W.astype(np.float64), H)
+    held = Holdout(share=0.2, seed=3).held(V.shape[0], np.arange(V.shape[1]))
+    V64 = V.astype(np.float64)
+    for key, part in (("heldout_loss", held), ("train_loss", ~held)):
+        M = part.astype(np.float64)
+        expect = weighted_loss(np.where(part, V64, 0), L.copy(), M, 1.0) / M.sum()
+        got = json.loads((tmp_path / "rank" / "rank.json").read_text())[key][0]
+        assert got == getattr(result, key)[0]
+        np.testing.assert_allclose(got, expect, rtol=1e-4)

@@ -136,9 +136,11 @@ def test_learning_with_the_sources_is_bitwise_the_equivalent_masks(corpus: Path)
     assert c.W.tobytes() == d.W.tobytes() and c.losses == d.losses
 
 
-def test_learn_cli_masks_clipping_and_bandwidth_and_info_counts_them(
-    corpus: Path, tmp_path: Path, scheduler_address: str
+def test_learn_cli_masks_clipping_and_bandwidth_info_counts_them_export_applies_them(
+    corpus: Path, tmp_path: Path, scheduler_address: str, cluster_client: object
 ) -> None:
+    import dnmf
+    from pipelines.export import export
     from tests.test_cli import run
 
     store = CorpusStore.open(corpus)
@@ -159,6 +161,13 @@ def test_learn_cli_masks_clipping_and_bandwidth_and_info_counts_them(
     text = run("info", out).stdout
     assert f"{int(clipped.sum() * n_bins)} entries removed by clipping" in text
     assert f"{int(above.sum())} entries removed by bandwidth" in text
+    # export solves with the same masks: a clipped frame keeps no activation
+    done = export(out, tmp_path / "h.zarr", n_iter=5, tol=0, client=cluster_client)
+    meta = zarr.open_group(done.store, mode="r").attrs["dnmf"]
+    assert meta["settings"]["mask"] == {"store": None, "silence_db": None, "boundaries": False,
+                                        "clipped": True, "above_bandwidth": True}  # fmt: skip
+    H = dnmf.open_activations(done.store).H.values
+    assert (H[:, clipped] == 0).all() and (H[:, ~clipped].sum(axis=0) > 0).all()
 
 
 def test_a_store_of_an_older_dnmf_is_refused_with_the_fix(

@@ -34,6 +34,14 @@ def export_command(
     tol: Annotated[
         float, typer.Option(help="Stop a chunk when its loss falls by less than this.")
     ] = 1e-4,
+    masks: Annotated[
+        bool,
+        typer.Option(
+            "--masks/--no-masks",
+            help="Apply the masks the model was learned with (a mask store, silence, file "
+            "boundaries; not dnmf rank's held-out tiles): masked entries do not pull H.",
+        ),
+    ] = True,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     json_out: JsonOpt = False,
@@ -44,13 +52,16 @@ def export_command(
     H is written chunk for chunk aligned with the corpus V, with the same time
     and file_index coordinates and file table. Running it again exports only
     the frames of newly ingested files, or everything when the dictionary
-    changed.
+    changed. A model learned with masks (--mask-store, --mask-silence,
+    --mask-boundaries) exports with the same masks unless --no-masks.
 
     **Examples**
 
         dnmf export recordings.dnmf/model.zarr
 
         dnmf export model.zarr -o acts.zarr --iter 500 --tol 1e-5 --json
+
+        dnmf export model.zarr --no-masks        # every entry pulls H
     """
     from dnmf.io.paths import check_output
     from pipelines.export import export
@@ -62,7 +73,7 @@ def export_command(
     with store_lock(store):
         result = export(
             model, output, n_iter=n_iter, tol=tol, workers=workers, scheduler=scheduler,
-            progress=not quiet,
+            progress=not quiet, masks=masks,
         )  # fmt: skip
     if json_out:
         print_json(result.as_dict())

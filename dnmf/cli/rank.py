@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from dnmf.cli import _learn_options as opts
 from dnmf.cli import _mask_options as mopts
 from dnmf.cli._common import JsonOpt, QuietOpt, SchedulerOpt, WorkersOpt, handle_errors, print_json
 
@@ -19,7 +20,7 @@ def rank_command(
     ] = "8,16,32,64,128",
     holdout: Annotated[
         float,
-        typer.Option(help="Share of entries held out, in seeded tiles of 8 bins x 16 frames."),
+        typer.Option(help="Share of entries held out, in seeded tiles of 4 bins x 4 frames."),
     ] = 0.1,
     output: Annotated[
         Path | None,
@@ -37,8 +38,10 @@ def rank_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the held-out tiles and of each run.")] = 0,
     tol: Annotated[float, typer.Option(help="Each run's relative tolerance.")] = 1e-4,
+    lags: opts.LagsOpt = None,
     mask_store: mopts.MaskStoreOpt = None,
     mask_silence: mopts.MaskSilenceOpt = None,
+    mask_boundaries: mopts.MaskBoundariesOpt = False,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     json_out: JsonOpt = False,
@@ -57,6 +60,8 @@ def rank_command(
         dnmf rank corpus.zarr --ranks 8,16,32,64,128
 
         dnmf rank corpus.zarr --ranks 16,32,64 --holdout 0.05 --epochs 30 --json
+
+        dnmf rank corpus.zarr --ranks 4,8,16 --lags 8 --mask-boundaries   # NMFD
     """
     from dnmf.nmf.config import LearnConfig
     from pipelines.rank import parse_ranks, rank_corpus
@@ -64,7 +69,8 @@ def rank_command(
     rank_list = parse_ranks(ranks)
     cfg = LearnConfig.from_options(
         rank=rank_list[0], beta=beta, epochs=epochs, batch_chunks=batch_chunks, seed=seed, tol=tol,
-        **mopts.mask_options(mask_store, mask_silence, False),
+        lags=lags,
+        **mopts.mask_options(mask_store, mask_silence, mask_boundaries),
     )  # fmt: skip
     out = output if output is not None else Path(corpus).parent / "rank"
     result = rank_corpus(

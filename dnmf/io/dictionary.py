@@ -48,6 +48,12 @@ class Dictionary:
         The model store's ``dnmf`` attrs.
     solver : {'mu', 'hals'}
         The model's updates, which solving uses too.
+    silence_db : float or None
+        The model's ``mask_silence``: the frames of a file below this level (dB of
+        the mean power over bins) are masked when its activations are solved
+        (:mod:`dnmf.nmf.mask`), as they were when the model learned. The other
+        sources of a corpus's mask (a mask store, file boundaries) have no meaning
+        for another file.
     """
 
     path: str
@@ -58,6 +64,15 @@ class Dictionary:
     features: FeatureConfig
     meta: dict[str, Any] = field(repr=False)
     solver: str = "mu"
+    silence_db: float | None = None
+
+    def mask(self) -> Any:
+        """The :class:`~dnmf.nmf.mask.MaskSpec` of a file's frames (None: unmasked)."""
+        from dnmf.nmf.mask import MaskSpec
+
+        if self.silence_db is None:
+            return None
+        return MaskSpec(silence_db=self.silence_db, power=float(self.features.power))
 
     @property
     def rank(self) -> int:
@@ -96,4 +111,6 @@ def load_dictionary(model: ModelLike | Dictionary) -> Dictionary:
         )
     cfg = store.config
     _, _, l1, l2 = cfg.penalties(features.n_bins, 1)
-    return Dictionary(name, W, cfg.beta, l1, l2, features, dict(store.meta), cfg.solver)
+    return Dictionary(
+        name, W, cfg.beta, l1, l2, features, dict(store.meta), cfg.solver, cfg.mask_silence
+    )
