@@ -298,6 +298,8 @@ class DaskBackend:
 
         if mask is not None and mask.store:
             mask = replace(mask, store=absolute(mask.store))
+        if mask is not None and mask.corpus:
+            mask = replace(mask, corpus=absolute(mask.corpus))
         self.mask = mask
         self.token = tokenize(V_url, H_url, block_frames, self.n_frames, mask)[:10]
         self._held: Any = None  # the last step's W on the cluster (see step)

@@ -105,8 +105,10 @@ def export_settings(n_iter: int, tol: float, mask: dict[str, Any] | None = None)
 def mask_settings(cfg: LearnConfig) -> dict[str, Any] | None:
     """The mask sources of model config ``cfg`` that an export applies (None: none).
 
-    These are the masks of the data (a user mask store, silence, file boundaries);
-    the rank search's held-out tiles are not: every entry a model can see is used."""
+    These are the masks of the data (a user mask store, silence, file boundaries,
+    clipping, bandwidth); the rank search's held-out tiles are not: every entry a
+    model can see is used. Clipping and bandwidth are recorded only where they are
+    on, so the settings of an export written before they existed stay the same."""
     masks = cfg.model_copy(update={"holdout": 0.0})
     if not masks.masked:
         return None
@@ -114,6 +116,8 @@ def mask_settings(cfg: LearnConfig) -> dict[str, Any] | None:
         "store": masks.mask_store,
         "silence_db": masks.mask_silence,
         "boundaries": bool(masks.mask_boundaries and masks.lags > 1),
+        **({"clipped": True} if masks.mask_clipped else {}),
+        **({"above_bandwidth": True} if masks.mask_above_bandwidth else {}),
     }
 
 

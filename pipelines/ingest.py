@@ -179,7 +179,9 @@ def ingest(
         pending, sources = _place(prep, probes, corpus.n_frames)
         runner = JobRunner(c, corpus, sources, token, progress=progress, t0=t0)
         kept, errors = runner.run(pending)
-        pos = _record_run(records, pending, kept, errors, corpus.n_frames, result)
+        pos = _record_run(
+            records, pending, kept, errors, runner.bandwidths, corpus.n_frames, result
+        )
         result.samples_decoded = runner.decoded
         # The chunks' records (checksums; V's sum, min, max), read back where they lie.
         chunk_records = corpus.record_new_chunks(
@@ -301,11 +303,14 @@ def _place(
 
 def _record_run(
     records: list[FileRecord], pending: list[tuple[int, int]], kept: list[tuple[int, int]],
-    errors: dict[int, str], start: int, result: IngestResult,
+    errors: dict[int, str], bandwidths: dict[int, float], start: int, result: IngestResult,
 ) -> int:  # fmt: skip
-    """Rows of the files found bad while decoded become skipped; returns the new extent."""
+    """Rows of the files found bad while decoded become skipped, those kept take their
+    bandwidth; returns the new extent."""
     for row, error in errors.items():
         _skip(records[row], error, result)
+    for row, _ in kept:
+        records[row].bandwidth = bandwidths[row]
     pos = start
     for row, n in pending:  # a skipped row points at where it would have started
         records[row].first_frame = pos
@@ -318,6 +323,7 @@ def _record_run(
 
 def _skip(r: FileRecord, error: str, result: IngestResult) -> None:
     r.status, r.error, r.n_frames, r.n_samples, r.duration = Status.SKIPPED, error, 0, 0, 0.0
+    r.bandwidth = 0.0
     result.skipped.append({"file": r.file, "error": error})
 
 

@@ -4,16 +4,19 @@
 an MP3), shows the ingest bar as files finish, and when some files turn out
 unusable while decoded lays the others out again and computes the chunks that
 moved (:func:`pipelines.ingest_plan.redo_after`) until every chunk holds only
-good files.
+good files. It then estimates each file's bandwidth from the spectra of the
+segments of the final layout (:func:`dnmf.audio.quality.bandwidth`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from dnmf.audio.decode import SILENT
 from pipelines.ingest_plan import ChunkTask, jobs_of, layout, redo_after
@@ -40,6 +43,9 @@ class JobRunner:
         self.features = corpus.features
         self.sequential = {r for r, s in sources.items() if Path(s.path).suffix.lower() == ".mp3"}
         self.decoded = 0  # samples decoded, counted as often as they were read
+        self.bandwidths: dict[int, float] = {}  # row -> Hz, of the files that made it
+        # What a store of an older dnmf lacks, an append leaves out.
+        self.clipping = corpus.has("clipped")
 
     def run(self, pending: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], dict[int, str]]:
         """Write the frames of ``pending`` (row, n_frames), packed from the committed extent.
@@ -51,12 +57,13 @@ class JobRunner:
         start, chunk_frames = self.corpus.n_frames, self.corpus.chunk_frames
         written: dict[int, ChunkTask] = {}
         peaks: dict[int, float] = {}
+        spectra: dict[tuple[int, int, int], np.ndarray] = {}
         bad: dict[int, str] = {}
         todo = layout(start, chunk_frames, pending)
         with self._bar(len(pending)) as bar:
             for attempt in range(len(pending) + 1):
                 self.corpus.resize_frames(start + sum(n for _, n in pending))  # setup
-                errors = self._compute(todo, attempt, bar, peaks)
+                errors = self._compute(todo, attempt, bar, peaks, spectra)
                 written.update({t.chunk: t for t in todo})
                 if attempt == 0:  # every file was read whole: silence is known now
                     silent = {row: SILENT for row, _ in pending if peaks.get(row, 0.0) == 0.0}
@@ -66,11 +73,28 @@ class JobRunner:
                 bad.update(errors)
                 pending = [(row, n) for row, n in pending if row not in errors]
                 _, todo = redo_after(start, chunk_frames, written, pending)
+        self.bandwidths = self._bandwidths(layout(start, chunk_frames, pending), spectra)
         return pending, bad
 
+    def _bandwidths(
+        self, tasks: Sequence[ChunkTask], spectra: dict[tuple[int, int, int], np.ndarray]
+    ) -> dict[int, float]:
+        """Each laid-out file's bandwidth, from its segments' spectra summed in frame order
+        (a segment computed again after a relayout replaced its earlier spectrum)."""
+        from dnmf.audio.quality import bandwidth
+
+        f = self.features
+        freqs = np.fft.rfftfreq(f.n_fft, 1.0 / f.sr)
+        total: dict[int, np.ndarray] = {}
+        for s in (s for t in tasks for s in t.segments):
+            part = spectra[s.row, s.f0, s.f1]
+            total[s.row] = part.copy() if s.row not in total else total[s.row] + part
+        return {row: bandwidth(p, freqs, self.sources[row].samplerate) for row, p in total.items()}
+
     def _compute(
-        self, todo: list[ChunkTask], attempt: int, bar: Any, peaks: dict[int, float]
-    ) -> dict[int, str]:
+        self, todo: list[ChunkTask], attempt: int, bar: Any, peaks: dict[int, float],
+        spectra: dict[tuple[int, int, int], np.ndarray],
+    ) -> dict[int, str]:  # fmt: skip
         from distributed import as_completed
 
         c, feature_attrs = self.client, self.features.as_attrs()
@@ -79,7 +103,7 @@ class JobRunner:
             rows = {s.row for t in job for s in t.segments}
             fut = c.submit(
                 ingest_job, self.store, job, {r: self.sources[r] for r in rows}, feature_attrs,
-                key=f"ingest-{self.token}-{attempt}-{job[0].chunk}", retries=2,
+                self.clipping, key=f"ingest-{self.token}-{attempt}-{job[0].chunk}", retries=2,
             )  # fmt: skip
             futures.append(fut)
         last_chunk = {s.row: t.chunk for t in todo for s in t.segments}
@@ -88,6 +112,7 @@ class JobRunner:
         for fut in as_completed(futures):
             out: JobOutcome = fut.result()
             errors.update(out.errors)
+            spectra.update(out.spectra)
             for row, peak in out.peaks.items():
                 peaks[row] = max(peaks.get(row, 0.0), peak)
             self.decoded += sum(out.decoded.values())

@@ -8,7 +8,10 @@ checks every sample: a file found unusable (a decode error, truncation, NaN
 or infinite samples) is reported back with its error, and its frames are
 left as zeros for the driver to lay the chunks out again without it
 (:func:`pipelines.ingest_plan.redo_after`). Silence is only known once all
-of a file is read, so each job reports the peak it saw per file.
+of a file is read, so each job reports the peak it saw per file; a file's
+bandwidth too, so each job reports the long-term spectrum of each segment it
+computed (:func:`dnmf.audio.quality.bandwidth`). Clipping is per frame, counted
+and written with the frames (:func:`dnmf.audio.quality.clipped_counts`).
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ class Source:
 
 @dataclass
 class JobOutcome:
-    """What one job did: the chunks it wrote; per file its peak, any error, samples decoded."""
+    """What one job did: the chunks it wrote; per file its peak, any error, samples decoded;
+    per segment ``(row, f0, f1)`` the sum over its frames of ``|STFT|²`` per bin."""
 
     chunks: list[int] = field(default_factory=list)
     peaks: dict[int, float] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
     decoded: dict[int, int] = field(default_factory=dict)
+    spectra: dict[tuple[int, int, int], np.ndarray] = field(default_factory=dict)
 
 
 def probe_file(path: str) -> Probe:
@@ -55,6 +60,7 @@ def ingest_job(
     tasks: list[ChunkTask],
     sources: dict[int, Source],
     features: dict[str, Any],
+    clipping: bool = True,
 ) -> JobOutcome:
     """Compute and write the chunk tasks of one job, in order.
 
@@ -68,6 +74,8 @@ def ingest_job(
         Every file the tasks touch.
     features : dict
         The store's :class:`~dnmf.audio.features.FeatureConfig` as attrs.
+    clipping : bool
+        Whether the store records the frames' clipping (not one of an older dnmf).
     """
     from dnmf.audio.decode import Decoder
     from dnmf.audio.features import FeatureConfig
@@ -80,8 +88,8 @@ def ingest_job(
     try:
         for task in tasks:
             with one_blas_thread():
-                V, times, rows = _compute_chunk(task, sources, cfg, decoders, out.errors)
-            write_frames(store, task.start, V, times, rows)
+                V, times, rows, clipped = _compute_chunk(task, sources, cfg, decoders, out)
+            write_frames(store, task.start, V, times, rows, clipped if clipping else None)
             out.chunks.append(task.chunk)
     finally:
         for row, dec in decoders.items():
@@ -92,37 +100,46 @@ def ingest_job(
 
 def _compute_chunk(
     task: ChunkTask, sources: dict[int, Source], cfg: Any, decoders: dict[int, Any],
-    errors: dict[int, str],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """``V``, ``time`` and ``file_index`` of one chunk task; a bad file's frames stay zero."""
+    out: JobOutcome,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """``V``, ``time``, ``file_index`` and ``clipped`` of one chunk task; a bad file's frames
+    stay zero."""
     n = task.stop - task.start
     V = np.empty((cfg.n_bins, n), dtype=np.float32)
     times = np.empty(n, dtype=np.float64)
     rows = np.empty(n, dtype=np.int32)
+    clipped = np.zeros(n, dtype=np.int32)
     for seg in task.segments:
         a, b = seg.dest - task.start, seg.dest - task.start + (seg.f1 - seg.f0)
         times[a:b] = np.arange(seg.f0, seg.f1) * (cfg.hop_length / cfg.sr)
         rows[a:b] = seg.row
-        if seg.row not in errors:
-            _segment_frames(seg, sources[seg.row], cfg, decoders, errors, V[:, a:b])
-        if seg.row in errors:
+        if seg.row not in out.errors:
+            _segment_frames(seg, sources[seg.row], cfg, decoders, out, V[:, a:b], clipped[a:b])
+        if seg.row in out.errors:
             V[:, a:b] = 0.0  # laid out again without this file (pipelines.ingest_plan.redo_after)
-    return V, times, rows
+            clipped[a:b] = 0
+    return V, times, rows, clipped
 
 
 def _segment_frames(
-    seg: Segment, src: Source, cfg: Any, decoders: dict[int, Any], errors: dict[int, str],
-    out: np.ndarray,
+    seg: Segment, src: Source, cfg: Any, decoders: dict[int, Any], out: JobOutcome,
+    V: np.ndarray, clipped: np.ndarray,
 ) -> None:  # fmt: skip
-    """Frames ``[seg.f0, seg.f1)`` of one file into ``out``; a bad file's error into ``errors``."""
+    """Frames ``[seg.f0, seg.f1)`` of one file into ``V``, their clipping into ``clipped``,
+    their spectrum into ``out.spectra``; a bad file's error into ``out.errors``."""
     from dnmf.audio.decode import BadAudio, Decoder
     from dnmf.audio.features import SignalReader, block_frames
+    from dnmf.audio.quality import clipped_counts
 
     dec = decoders.get(seg.row)
     if dec is None:
         dec = decoders[seg.row] = Decoder(src.path, src.n_samples)
     reader = SignalReader(dec, src.n_samples, src.samplerate, cfg)
+    spectrum = np.zeros(1 + cfg.n_fft // 2, dtype=np.float64)
     try:
-        out[:] = block_frames(reader, seg.f0, seg.f1)
+        V[:] = block_frames(reader, seg.f0, seg.f1, spectrum=spectrum)
+        clipped[:] = clipped_counts(reader, seg.f0, seg.f1)
     except BadAudio as exc:
-        errors[seg.row] = str(exc)
+        out.errors[seg.row] = str(exc)
+    else:
+        out.spectra[seg.row, seg.f0, seg.f1] = spectrum

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dnmf.cluster import check_compute_options
-from dnmf.errors import DnmfError, DnmfPathError, DnmfUsageError, StoreDamagedError
+from dnmf.errors import (
+    DnmfError,
+    DnmfPathError,
+    DnmfUsageError,
+    StoreDamagedError,
+    StoreFormatError,
+)
+from dnmf.io.blocks import absolute
 from dnmf.io.corpus import CorpusStore
 from dnmf.io.model import ModelStore
 from dnmf.io.records import update_records
@@ -145,6 +152,7 @@ def learn_corpus(
     corpus, model_path, block_frames = open_for_learning(corpus_path, output, config.block_frames)
     informed = prepare_informed(config, corpus)
     check_config(config, corpus.features.n_bins, corpus.n_frames, informed)
+    mask = corpus_mask(config, corpus)
     state: LearnState | None = None
     if resume:
         model = ModelStore.open(model_path, mode="r+")
@@ -170,7 +178,7 @@ def learn_corpus(
             _write_axes(model, config, corpus, informed)
         backend = DaskBackend(
             c, f"{corpus_path}/V", model.H_url, block_frames=block_frames,
-            n_frames=corpus.n_frames, mask=corpus_mask(config, corpus),
+            n_frames=corpus.n_frames, mask=mask,
         )  # fmt: skip
         if state is None:
             try:
@@ -236,15 +244,28 @@ def cluster_map(client: Client) -> Callable[[Any, list[Any]], list[Any]]:
 
 def corpus_mask(config: LearnConfig, corpus: CorpusStore) -> Any:
     """The :class:`dnmf.nmf.mask.MaskSpec` of a run on ``corpus`` (None: unmasked), its
-    user mask store checked against V."""
+    user mask store checked against V, the corpus checked to hold what the ingest
+    records for the masks of clipping and bandwidth."""
     from dnmf.nmf.mask import spec_of
 
     if not config.masked:
         return None
     if config.mask_store:
         check_mask_store(config.mask_store, corpus)
+    for wanted, name, what in (
+        (config.mask_clipped, "clipped", "--mask-clipped needs its per-frame clipping counts"),
+        (config.mask_above_bandwidth, "bandwidth",
+         "--mask-above-bandwidth needs its files' bandwidths"),
+    ):  # fmt: skip
+        if wanted and not corpus.has(name):
+            raise StoreFormatError(
+                f"corpus {corpus.path!r} was ingested by an older dnmf and {what}; re-ingest "
+                "it with dnmf ingest --rebuild"
+            )
     starts = [f.first_frame for f in corpus.files() if f.n_frames > 0]
-    return spec_of(config, power=corpus.features.power, file_starts=starts)
+    return spec_of(
+        config, power=corpus.features.power, file_starts=starts, corpus=absolute(corpus.path)
+    )
 
 
 def count_masked(backend: Any) -> dict[str, float]:

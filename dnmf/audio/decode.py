@@ -24,6 +24,7 @@ from dnmf.errors import DnmfPathError, DnmfUsageError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "FULL_SCALE",
     "SILENT",
     "AudioFile",
     "BadAudio",
@@ -47,6 +48,16 @@ AUDIO_EXTENSIONS = frozenset(
 
 #: Samples decoded per read while probing or skipping (about 1.5 MB of float32 stereo).
 BLOCK = 1 << 18
+
+#: A sample at or above this magnitude, in any channel, is at full scale (clipped).
+#: Integer PCM decodes to at most (2**(b-1) - 1) / 2**(b-1) on the positive side
+#: (0.99997 for 16 bits), so 1.0 itself would miss every clipped positive peak; 0.999
+#: (-0.009 dBFS, 33 codes of 16-bit PCM below the top) keeps a clipped stretch whose
+#: values a codec or dither moved by a few codes, and stays above a master normalised
+#: to -0.1 dBFS (0.989). 8-bit PCM tops out at 0.992 and never counts.
+FULL_SCALE = 0.999
+
+_NO_SAMPLES = np.zeros(0, dtype=np.int64)
 
 _TRUNCATED_HEADER = re.compile(r"^(data|SSND)\s*:.*should be", re.MULTILINE)
 
@@ -202,7 +213,10 @@ class Decoder:
     or fewer samples than ``n_samples`` (the header's count) raise
     :class:`BadAudio`; :attr:`peak` is the largest magnitude seen, so a caller
     that has read the whole file can tell it silent, and :attr:`decoded` the
-    samples decoded. The object pickles without its open file.
+    samples decoded. :meth:`full_scale` gives the positions of the samples of the
+    last range returned that are at :data:`FULL_SCALE` in any channel (before the
+    channels are mixed down: a clipped channel is clipped whatever the others do).
+    The object pickles without its open file.
     """
 
     #: MP3 frame counts in headers are estimates; this many missing samples are padding.
@@ -216,27 +230,41 @@ class Decoder:
         self.decoded = 0  # samples decoded so far, each counted as often as it was read
         self._fh: Any = None
         self._pos = 0  # the file's read position
-        self._last: tuple[int, np.ndarray] = (0, np.zeros(0, dtype=np.float32))
+        # The last range returned: its first sample, its samples, where they are at full scale.
+        self._last: tuple[int, np.ndarray, np.ndarray] = (0, np.zeros(0, np.float32), _NO_SAMPLES)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_fh": None, "_pos": 0, "_last": (0, np.zeros(0, np.float32))}
+        empty = (0, np.zeros(0, np.float32), _NO_SAMPLES)
+        return {**self.__dict__, "_fh": None, "_pos": 0, "_last": empty}
 
     def __call__(self, start: int, stop: int) -> np.ndarray:
-        a, kept = self._last
+        a, kept, kept_hot = self._last
+        first = start
         if a <= start < a + len(kept):
             head = kept[start - a : stop - a]
             start += len(head)
         else:
             head = kept[:0]
+        hot = kept_hot[(kept_hot >= first) & (kept_hot < start)]
         with self._quiet():
             if start < stop:
                 self._move_to(start)
-                tail = self._read(stop - start)
+                tail, tail_hot = self._read(stop - start)
+                hot = np.concatenate([hot, tail_hot]) if len(hot) else tail_hot
             else:
                 tail = kept[:0]
         y = np.concatenate([head, tail]) if len(head) else tail
-        self._last = (stop - len(y), y)
+        self._last = (stop - len(y), y, hot)
         return y
+
+    def full_scale(self, start: int, stop: int) -> np.ndarray:
+        """Sorted positions in ``[start, stop)`` of the samples at :data:`FULL_SCALE` in any
+        channel; the range is decoded first unless the last call returned it."""
+        a, kept, hot = self._last
+        if not (a <= start and stop <= a + len(kept)):
+            self(start, stop)
+            a, kept, hot = self._last
+        return hot[(hot >= start) & (hot < stop)]
 
     def close(self) -> None:
         if self._fh is not None:
@@ -264,7 +292,8 @@ class Decoder:
             if self._pos == before:  # its end, inside the header's estimate: padding follows
                 break
 
-    def _read(self, n: int) -> np.ndarray:
+    def _read(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next ``n`` samples, mixed down, and the positions of those at full scale."""
         y = self._guard(lambda: self._fh.read(n, dtype="float32", always_2d=True))
         pos = self._pos
         self._pos += len(y)
@@ -275,7 +304,10 @@ class Decoder:
         if not np.isfinite(top):
             raise BadAudio("holds NaN or infinite samples")
         self.peak = max(self.peak, top)
-        return to_mono(y)
+        hot = _NO_SAMPLES
+        if top >= FULL_SCALE:  # only a read that reaches full scale pays for the positions
+            hot = pos + np.flatnonzero(np.abs(y).max(axis=1) >= FULL_SCALE).astype(np.int64)
+        return to_mono(y), hot
 
     def _short(self, y: np.ndarray, n: int, pos: int) -> np.ndarray:
         """A read that ended early: padding of an MP3's estimated length, else truncation."""

@@ -190,7 +190,7 @@ class SignalReader:
     MARGIN_SECONDS = 0.1
 
     def __init__(self, decode: Any, n_samples: int, orig_sr: int, cfg: FeatureConfig) -> None:
-        self._decode = decode
+        self.decode = decode
         self.n_in = n_samples
         self.orig_sr = orig_sr
         self.cfg = cfg
@@ -205,7 +205,7 @@ class SignalReader:
         if c1 <= c0:
             return out
         if self.orig_sr == self.cfg.sr:
-            out[c0 - start : c1 - start] = self._decode(c0, c1)
+            out[c0 - start : c1 - start] = self.decode(c0, c1)
             return out
         import soxr
 
@@ -213,7 +213,7 @@ class SignalReader:
         in_start = max(0, (c0 // l_out) * l_in - self._margin)
         in_stop = min(self.n_in, -(-c1 * l_in // l_out) + self._margin)
         y = soxr.resample(
-            self._decode(in_start, in_stop), self.orig_sr, self.cfg.sr, quality=self.cfg.res_type
+            self.decode(in_start, in_stop), self.orig_sr, self.cfg.sr, quality=self.cfg.res_type
         )
         offset = in_start // l_in * l_out  # output index of y[0]; exact, in_start is aligned
         piece = y[c0 - offset : c1 - offset]
@@ -222,7 +222,9 @@ class SignalReader:
         return out
 
 
-def block_frames(reader: SignalReader, f0: int, f1: int) -> np.ndarray:
+def block_frames(
+    reader: SignalReader, f0: int, f1: int, *, spectrum: np.ndarray | None = None
+) -> np.ndarray:
     """Frames ``[f0, f1)`` of the file behind ``reader``, as ``V`` stores them.
 
     Parameters
@@ -230,6 +232,13 @@ def block_frames(reader: SignalReader, f0: int, f1: int) -> np.ndarray:
     reader : SignalReader
     f0, f1 : int
         Frame range within the file.
+    spectrum : ndarray of shape (1 + n_fft // 2,), float64, optional
+        If given, the sum of ``|STFT|²`` per STFT bin (before any power or mel
+        projection) over those of these frames whose window lies inside the signal
+        is added to it: the long-term spectrum of a file, block by block
+        (:func:`dnmf.audio.quality.bandwidth`). A frame that meets the padding
+        sees the signal start or stop at once, a step whose energy spreads over
+        every bin; in a short file those few frames would fill the empty band.
 
     Returns
     -------
@@ -254,6 +263,13 @@ def block_frames(reader: SignalReader, f0: int, f1: int) -> np.ndarray:
     )
     S = np.abs(X)
     del X
+    if spectrum is not None:
+        inside = slice(
+            max(0, -(-offset // cfg.hop_length) - f0),
+            max(0, (reader.n_out - cfg.n_fft + offset) // cfg.hop_length + 1 - f0),
+        )
+        part = S[:, inside]
+        spectrum += np.einsum("ij,ij->i", part, part)  # float32 sums: ample for a level in dB
     if cfg.power != 1.0:
         np.power(S, cfg.power, out=S)
     if cfg.features == "mel":

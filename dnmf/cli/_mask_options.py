@@ -37,14 +37,35 @@ MaskBoundariesOpt = Annotated[
         rich_help_panel=PANEL,
     ),
 ]
+MaskClippedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mask-clipped",
+        help="Ignore frames whose window holds a sample at full scale (|x| >= 0.999, any "
+        "channel, at the file's own rate), as dnmf ingest counted them.",
+        rich_help_panel=PANEL,
+    ),
+]
+MaskAboveBandwidthOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mask-above-bandwidth",
+        help="Ignore, for each file's frames, the bins above the file's effective bandwidth "
+        "(an MP3's low-pass, a 16 kHz file's 8 kHz), as dnmf ingest estimated it.",
+        rich_help_panel=PANEL,
+    ),
+]
 
 
 def mask_options(
-    mask_store: Path | None, mask_silence: float | None, mask_boundaries: bool
-) -> dict[str, Any]:
+    mask_store: Path | None, mask_silence: float | None, mask_boundaries: bool,
+    mask_clipped: bool = False, mask_above_bandwidth: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """The LearnConfig keys of the mask options (None: not given)."""
     return {
         "mask_store": None if mask_store is None else str(mask_store),
         "mask_silence": mask_silence,
         "mask_boundaries": mask_boundaries or None,
+        "mask_clipped": mask_clipped or None,
+        "mask_above_bandwidth": mask_above_bandwidth or None,
     }

@@ -92,7 +92,15 @@ def _print(s: dict[str, Any]) -> None:
         if s.get("mask"):
             m = s["mask"]
             total = max(m.get("entries", 0.0), 1.0)
-            for name in ("store", "silence", "boundaries", "holdout", "all"):
+            for name in ("store", "silence", "boundaries", "clipped", "bandwidth", "holdout",
+                         "all"):  # fmt: skip
                 if name in m:
-                    what = "masked in all" if name == "all" else f"removed by {name}"
+                    what = "masked in all" if name == "all" else f"removed by {_SOURCE[name]}"
                     echo(f"  mask       {int(m[name])} entries {what} ({m[name] / total:.2%})")
+
+
+#: How ``dnmf info`` names a mask source (the keys of :func:`dnmf.nmf.mask.source_counts`).
+_SOURCE = {
+    "store": "store", "silence": "silence", "boundaries": "boundaries",
+    "clipped": "clipping", "bandwidth": "bandwidth", "holdout": "holdout",
+}  # fmt: skip

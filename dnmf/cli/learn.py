@@ -125,6 +125,8 @@ def learn_command(
     mask_store: mopts.MaskStoreOpt = None,
     mask_silence: mopts.MaskSilenceOpt = None,
     mask_boundaries: mopts.MaskBoundariesOpt = False,
+    mask_clipped: mopts.MaskClippedOpt = False,
+    mask_above_bandwidth: mopts.MaskAboveBandwidthOpt = False,
 ) -> None:
     """Learn an NMF dictionary W (bin x component) from a corpus, on a Dask cluster.
 
@@ -160,6 +162,8 @@ def learn_command(
         dnmf learn corpus.zarr --lags 12 --init drums --drums samples/ --rank 5
 
         dnmf learn corpus.zarr --rank 64 --mask-silence -80 --mask-store mask.zarr
+
+        dnmf learn corpus.zarr --rank 64 --mask-clipped --mask-above-bandwidth
     """
     if norm.strip().lower() not in ("l2", "max", "none"):
         raise DnmfUsageError(f"--norm {norm!r} is not a normalisation; pass l2, max or none")
@@ -172,7 +176,8 @@ def learn_command(
             beta=beta, epochs=epochs, schedule=schedule, batch_chunks=batch_chunks, n_inner=inner,
             forget_factor=forget_factor, seed=seed, tol=tol, alpha_W=alpha_w, alpha_H=alpha_h,
             l1_ratio=l1_ratio, norm=norm, checkpoint_every=checkpoint_every, solver=solver,
-            **mopts.mask_options(mask_store, mask_silence, mask_boundaries),
+            **mopts.mask_options(mask_store, mask_silence, mask_boundaries, mask_clipped,
+                                 mask_above_bandwidth),
         ),
     )  # fmt: skip
     _run(cfg, W_init, input_path, output, resume, overwrite, workers, scheduler, json_out, quiet)

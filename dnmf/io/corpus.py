@@ -7,9 +7,12 @@ Layout (Zarr format 3, DESIGN.md section 2)::
       frequency    (bin,)        float64, Hz
       time         (frame,)      float64, seconds within the frame's file
       file_index   (frame,)      int32, row of the frame's file in the file table
+      clipped      (frame,)      int32, samples at full scale inside the frame's window
+                                 (dnmf.audio.quality.clipped_counts)
       file         (file,)       str, path relative to the corpus folder (the index)
       content_hash, first_frame, n_frames, n_samples, samplerate, channels,
-      duration, size, mtime_ns, status, error      (file,)
+      duration, size, mtime_ns, status, error,
+      bandwidth (Hz, dnmf.audio.quality.bandwidth; 0 for a skipped file)  (file,)
       attrs["dnmf"] = {kind: "corpus", format_version, features, chunk_frames,
                        n_files, n_frames, source, ingest_history: [...]}
       chunks/      per-chunk records of every array (dnmf.io.records): a checksum per
@@ -18,7 +21,8 @@ Layout (Zarr format 3, DESIGN.md section 2)::
 ``n_files`` and ``n_frames`` in the attrs are the committed extent: rows or
 frames past them belong to a run that did not finish and are overwritten by
 the next one. ``V`` is stored uncompressed: magnitude spectra barely compress
-and learning reads every chunk every epoch.
+and learning reads every chunk every epoch. A store written before dnmf recorded
+``clipped`` and ``bandwidth`` lacks them (:data:`QUALITY`); an append keeps it so.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from dnmf.io.store import (
     write_meta,
 )
 
-__all__ = ["CorpusStore", "FileRecord", "Status"]
+__all__ = ["QUALITY", "CorpusStore", "FileRecord", "Status"]
 
 #: The codecs of a new store's ``V``: none. Measured against Blosc/lz4 and Zstandard
 #: level 1 end to end (benchmarks/ingest.py); see the module docstring.
@@ -79,18 +83,22 @@ class FileRecord:
     mtime_ns: int = 0
     status: str = Status.OK
     error: str = ""
+    bandwidth: float = 0.0
 
     DTYPES: ClassVar[dict[str, Any]] = {
         "file": str, "content_hash": str, "first_frame": "int64", "n_frames": "int64",
         "n_samples": "int64", "samplerate": "int64", "channels": "int32",
         "duration": "float64", "size": "int64", "mtime_ns": "int64", "status": str,
-        "error": str,
+        "error": str, "bandwidth": "float64",
     }  # fmt: skip
 
 
 COLUMNS = [f.name for f in dataclasses.fields(FileRecord)]
 #: The arrays along ``frame``, written by ingest's chunk tasks.
-FRAME_ARRAYS = ("V", "time", "file_index")
+FRAME_ARRAYS = ("V", "time", "file_index", "clipped")
+#: What a store written by an older dnmf lacks: the per-frame clipping counts and the
+#: file table's bandwidths (the masks ``--mask-clipped`` and ``--mask-above-bandwidth``).
+QUALITY = ("clipped", "bandwidth")
 
 
 class CorpusStore:
@@ -141,11 +149,17 @@ class CorpusStore:
             "file_index", shape=(0,), chunks=(chunk_frames,), dtype="int32",
             dimension_names=("frame",), fill_value=-1,
         )  # fmt: skip
+        group.create_array(
+            "clipped", shape=(0,), chunks=(chunk_frames,), dtype="int32",
+            dimension_names=("frame",), fill_value=0,
+            attributes={"long_name": "samples at full scale in the frame's window"},
+        )  # fmt: skip
         for name, dtype in FileRecord.DTYPES.items():
             fill = "" if dtype is str else 0
             group.create_array(
                 name, shape=(0,), chunks=(FILE_CHUNK,), dtype=dtype,
                 dimension_names=("file",), fill_value=fill,
+                attributes={"units": "Hz"} if name == "bandwidth" else None,
             )  # fmt: skip
         meta = {
             "kind": cls.kind,
@@ -182,13 +196,22 @@ class CorpusStore:
     def V(self) -> zarr.Array:
         return self.group["V"]  # type: ignore[return-value]
 
+    def has(self, name: str) -> bool:
+        """Whether the store holds the array ``name`` (one of :data:`QUALITY` is missing
+        from a store written by an older dnmf)."""
+        return name in self.group
+
+    def _present(self, names: tuple[str, ...] | list[str]) -> list[str]:
+        return [n for n in names if n not in QUALITY or self.has(n)]
+
     def files(self) -> list[FileRecord]:
-        """The committed file table, in row order."""
+        """The committed file table, in row order (a column the store lacks: its default)."""
         n = self.n_files
         if n == 0:
             return []
-        cols = {name: self.column(name)[:n] for name in COLUMNS}
-        return [FileRecord(**{name: _py(cols[name][i]) for name in COLUMNS}) for i in range(n)]
+        names = self._present(COLUMNS)
+        cols = {name: self.column(name)[:n] for name in names}
+        return [FileRecord(**{name: _py(cols[name][i]) for name in names}) for i in range(n)]
 
     def column(self, name: str) -> np.ndarray:
         """A column of the file table, or another small array, read whole and checked."""
@@ -214,7 +237,7 @@ class CorpusStore:
     def resize_frames(self, n_frames: int) -> None:
         """Set the frame extent of ``V`` and its coordinates (setup before writing)."""
         self.V.resize((self.features.n_bins, n_frames))
-        for name in ("time", "file_index"):
+        for name in self._present(FRAME_ARRAYS[1:]):
             self.group[name].resize((n_frames,))  # type: ignore[union-attr]
 
     def discard_uncommitted(self) -> None:
@@ -224,13 +247,13 @@ class CorpusStore:
 
     def record_new_chunks(self, n_frames: int, *, map: Any = None) -> dict[str, Fresh]:
         """The records of the chunks an append to ``n_frames`` frames wrote (V with its
-        sum, min, max and non-finite count; time; file_index), each read back by
+        sum, min, max and non-finite count; time; file_index; clipped), each read back by
         ``map(fn, chunks)`` (on the cluster that wrote them; default here, in turn)."""
         from dnmf.io.records import ArrayRecords, _ReadBack
 
         cf, first = self.chunk_frames, self.n_frames // self.chunk_frames
         out: dict[str, Fresh] = {}
-        for name in FRAME_ARRAYS:
+        for name in self._present(FRAME_ARRAYS):
             shape = (self.features.n_bins, n_frames) if name == "V" else (n_frames,)
             chunks = (self.features.n_bins, cf) if name == "V" else (cf,)
             rec = ArrayRecords(
@@ -250,7 +273,8 @@ class CorpusStore:
         ``chunk_records`` from :meth:`record_new_chunks`, or read back here), then the
         attrs that make it current."""
         n = len(records)
-        for name in COLUMNS:
+        columns, frame_arrays = self._present(COLUMNS), self._present(FRAME_ARRAYS)
+        for name in columns:
             arr = self.group[name]
             arr.resize((n,))  # type: ignore[union-attr]
             if n:
@@ -259,8 +283,8 @@ class CorpusStore:
                 arr[:] = values  # type: ignore[index]
         first = self.n_frames // self.chunk_frames  # the committed tail chunk is rewritten
         update_records(
-            self.group, [*FRAME_ARRAYS, *COLUMNS], fresh=chunk_records,
-            keep_below=dict.fromkeys(FRAME_ARRAYS, first),
+            self.group, [*frame_arrays, *columns], fresh=chunk_records,
+            keep_below=dict.fromkeys(frame_arrays, first),
         )  # fmt: skip
         meta = dict(self.meta)
         meta.update(n_files=n, n_frames=int(n_frames))
@@ -319,19 +343,24 @@ class CorpusStore:
 
 
 def write_frames(
-    path: str, start: int, V: np.ndarray, time: np.ndarray, file_index: np.ndarray
-) -> None:
-    """Write frames ``[start, start + V.shape[1])`` of a corpus store (a worker's write).
+    path: str, start: int, V: np.ndarray, time: np.ndarray, file_index: np.ndarray,
+    clipped: np.ndarray | None = None,
+) -> None:  # fmt: skip
+    """Write frames ``[start, start + V.shape[1])`` of a corpus store (a worker's write);
+    ``clipped`` where the store records it (None: a store of an older dnmf).
 
     The caller guarantees the range covers whole chunks, or the tail of the
     store, so no two writers ever touch one chunk.
     """
     group = zarr.open_group(path, mode="r+", zarr_format=3, use_consolidated=False)
     stop = start + V.shape[1]
+    frames = slice(start, stop)
+    region: Any
     for name, values, region in (
-        ("V", V, (slice(None), slice(start, stop))),
-        ("time", time, slice(start, stop)),
-        ("file_index", file_index, slice(start, stop)),
+        ("V", V, (slice(None), frames)),
+        ("time", time, frames),
+        ("file_index", file_index, frames),
+        *([("clipped", clipped, frames)] if clipped is not None else []),
     ):
         # Every chunk is written, zeros too: zarr's check for an all-fill chunk (to skip
         # it) is a full pass that made writing V three times slower, and a chunk left

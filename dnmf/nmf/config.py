@@ -119,6 +119,12 @@ class LearnConfig(BaseModel):
     mask_boundaries : bool
         At ``lags > 1``, ignore the first ``lags - 1`` frames of every file after
         the first, so that no template straddles two files.
+    mask_clipped : bool
+        Ignore frames whose window holds a sample at full scale (as the ingest
+        recorded them).
+    mask_above_bandwidth : bool
+        Ignore the bins above each file's effective bandwidth (as the ingest
+        estimated it), for that file's frames.
     holdout : float
         Share of entries held out (in small seeded tiles) for ``dnmf rank``.
     """
@@ -160,6 +166,8 @@ class LearnConfig(BaseModel):
     mask_store: str | None = None
     mask_silence: float | None = None
     mask_boundaries: bool = False
+    mask_clipped: bool = False
+    mask_above_bandwidth: bool = False
     holdout: float = Field(0.0, ge=0.0, lt=1.0)
 
     @model_validator(mode="before")
@@ -173,6 +181,7 @@ class LearnConfig(BaseModel):
         except (TypeError, ValueError):
             return {**values, "solver": "mu"}  # the beta validator names the bad value
         masked = any(values.get(k) for k in ("mask_store", "mask_silence", "mask_boundaries",
+                                             "mask_clipped", "mask_above_bandwidth",
                                              "holdout"))  # fmt: skip
         hals = (
             beta == 2.0 and values.get("lags", 1) == 1 and values.get("scores") is None
@@ -238,7 +247,8 @@ class LearnConfig(BaseModel):
         """Whether the config asks for a mask (:mod:`dnmf.nmf.mask`)."""
         return bool(
             self.mask_store or self.mask_silence is not None or self.holdout > 0
-            or (self.mask_boundaries and self.lags > 1)
+            or (self.mask_boundaries and self.lags > 1) or self.mask_clipped
+            or self.mask_above_bandwidth
         )  # fmt: skip
 
     def penalties(self, n_bins: int, step_frames: int) -> tuple[float, float, float, float]:

@@ -3,8 +3,9 @@
 A masked run (:mod:`dnmf.nmf.masked`) never holds a mask of the whole corpus:
 every visit builds the mask of its own window from a small, picklable
 :class:`MaskSpec` that travels with the task (:class:`dnmf.nmf.visit.VisitParams`),
-from the block's own V, its frame indices and, for a user mask store, a read of
-the same frames of that store. The sources multiply:
+from the block's own V, its frame indices and, for a user mask store or what
+the ingest recorded, a read of the same frames of that store or of the corpus
+(:mod:`dnmf.io.corpus_frames`). The sources multiply:
 
 * ``store``: a Zarr array aligned with V (``(n_bins, n_frames)``, boolean or
   float weights; read through :meth:`BlockIO.read_M`);
@@ -14,6 +15,12 @@ the same frames of that store. The sources multiply:
 * ``boundaries``: for NMFD, the first ``lags - 1`` frames of every file after the
   first, so that no scored frame's model reaches back into the previous file
   (a template never straddles two files);
+* ``clipped``: frames whose window holds a sample at full scale, from the
+  corpus's per-frame ``clipped`` counts (:func:`dnmf.audio.quality.clipped_counts`);
+* ``bandwidth``: the bins above each file's effective bandwidth, for that file's
+  frames, from the file table's ``bandwidth`` (:func:`dnmf.audio.quality.bandwidth`)
+  and the block's ``file_index``: a bin whose centre frequency is above it has
+  weight 0;
 * ``holdout``: the rank search's held-out tiles (:class:`Holdout`); the training
   weights are 0 there, the evaluation weights (``heldout=True``) 1 there only.
 
@@ -134,6 +141,13 @@ class MaskSpec:
     heldout : bool
         The evaluation mask: weight 1 on the held-out tiles only (and the other
         sources still apply).
+    corpus : str or None
+        The corpus store (its path or URL on the workers), for ``clipped`` and
+        ``bandwidth``.
+    clipped : bool
+        Frames with a sample at full scale get weight 0.
+    bandwidth : bool
+        Bins above the bandwidth of a frame's file get weight 0.
     """
 
     store: str | None = None
@@ -143,6 +157,9 @@ class MaskSpec:
     boundary: int = 0
     holdout: Holdout | None = None
     heldout: bool = False
+    corpus: str | None = None
+    clipped: bool = False
+    bandwidth: bool = False
 
     def evaluation(self) -> MaskSpec:
         """The held-out entries' mask of this run."""
@@ -173,9 +190,32 @@ def frame_weights(spec: MaskSpec, V: np.ndarray, frame_idx: np.ndarray) -> np.nd
         near = np.zeros(frame_idx.size, dtype=bool)
         near[inside] = frame_idx[inside] - starts[pos[inside]] < spec.boundary
         keep = ~near if keep is None else keep & ~near
+    if spec.clipped:
+        clean = _corpus_frames(spec, "clipped", frame_idx) == 0
+        keep = clean if keep is None else keep & clean
     if keep is None or bool(keep.all()):
         return None
     return keep.astype(np.float64)
+
+
+def _corpus_frames(spec: MaskSpec, name: str, frame_idx: np.ndarray) -> np.ndarray:
+    """The corpus's per-frame array ``name`` on the (consecutive) frames ``frame_idx``."""
+    from dnmf.io.corpus_frames import frame_values
+
+    assert spec.corpus is not None, f"the {name!r} mask reads the corpus store"
+    return frame_values(spec.corpus, name, int(frame_idx[0]), int(frame_idx[-1]) + 1)
+
+
+def band_weights(spec: MaskSpec, n_bins: int, frame_idx: np.ndarray) -> np.ndarray | None:
+    """Boolean ``(n_bins, n)``: False on the bins above the bandwidth of each frame's file;
+    None where every frame's file keeps every bin."""
+    from dnmf.io.corpus_frames import cutoff_bins
+
+    assert spec.corpus is not None
+    cut = cutoff_bins(spec.corpus)[_corpus_frames(spec, "file_index", frame_idx)]
+    if bool((cut >= n_bins).all()):
+        return None
+    return np.arange(n_bins)[:, None] < cut[None, :]  # type: ignore[no-any-return]
 
 
 def block_mask(
@@ -197,6 +237,9 @@ def block_mask(
             entries = stored
     # The level of a frame is that of the entries the user mask keeps.
     frames = frame_weights(spec, V if entries is None else np.where(entries > 0, V, 0), idx)
+    band = band_weights(spec, V.shape[0], idx) if spec.bandwidth else None
+    if band is not None:
+        entries = band if entries is None else entries * band
     if spec.holdout is not None:
         held = spec.holdout.held(V.shape[0], idx)
         part = held if spec.heldout else ~held
@@ -225,8 +268,9 @@ def mask_counts(mask: BlockMask | None, n_bins: int, n: int) -> tuple[float, flo
 def source_counts(spec: MaskSpec, V: np.ndarray, lo: int, read_M: Any = None) -> dict[str, float]:
     """Entries of the frames ``[lo, lo + n)`` each source removes (weight 0), and all together.
 
-    Keys: ``store``, ``silence``, ``boundaries``, ``holdout`` (those the spec
-    has), ``all`` (the union: entries no source keeps) and ``entries``.
+    Keys: ``store``, ``silence``, ``boundaries``, ``clipped``, ``bandwidth``,
+    ``holdout`` (those the spec has), ``all`` (the union: entries no source keeps)
+    and ``entries``.
     """
     hi = lo + V.shape[1]
     one = MaskSpec(power=spec.power)
@@ -238,6 +282,8 @@ def source_counts(spec: MaskSpec, V: np.ndarray, lo: int, read_M: Any = None) ->
         "boundaries": replace(one, file_starts=spec.file_starts, boundary=spec.boundary)
         if spec.boundary and spec.file_starts
         else None,
+        "clipped": replace(one, corpus=spec.corpus, clipped=True) if spec.clipped else None,
+        "bandwidth": replace(one, corpus=spec.corpus, bandwidth=True) if spec.bandwidth else None,
         "holdout": replace(one, holdout=spec.holdout) if spec.holdout else None,
     }
     out: dict[str, float] = {}
@@ -250,13 +296,15 @@ def source_counts(spec: MaskSpec, V: np.ndarray, lo: int, read_M: Any = None) ->
 
 
 def spec_of(
-    cfg: Any, *, power: float = 1.0, file_starts: Any = (), store: str | None = None
-) -> MaskSpec | None:
+    cfg: Any, *, power: float = 1.0, file_starts: Any = (), store: str | None = None,
+    corpus: str | None = None,
+) -> MaskSpec | None:  # fmt: skip
     """The mask of a run with :class:`~dnmf.nmf.config.LearnConfig` ``cfg`` (None: unmasked).
 
     ``power`` is the corpus spectrogram's exponent, ``file_starts`` the first
     frame of every file with frames (in frame order), ``store`` the user mask's
-    URL (default ``cfg.mask_store``).
+    URL (default ``cfg.mask_store``), ``corpus`` the corpus store's (for
+    ``mask_clipped`` and ``mask_above_bandwidth``).
     """
     if not cfg.masked:
         return None
@@ -268,4 +316,7 @@ def spec_of(
         file_starts=starts if cfg.mask_boundaries and cfg.lags > 1 else (),
         boundary=cfg.lags - 1 if cfg.mask_boundaries else 0,
         holdout=Holdout(share=cfg.holdout, seed=cfg.seed) if cfg.holdout > 0 else None,
+        corpus=corpus if cfg.mask_clipped or cfg.mask_above_bandwidth else None,
+        clipped=cfg.mask_clipped,
+        bandwidth=cfg.mask_above_bandwidth,
     )
