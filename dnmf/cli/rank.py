@@ -42,6 +42,8 @@ def rank_command(
     mask_store: mopts.MaskStoreOpt = None,
     mask_silence: mopts.MaskSilenceOpt = None,
     mask_boundaries: mopts.MaskBoundariesOpt = False,
+    mask_clipped: mopts.MaskClippedOpt = False,
+    mask_above_bandwidth: mopts.MaskAboveBandwidthOpt = False,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     json_out: JsonOpt = False,
@@ -70,7 +72,9 @@ def rank_command(
     cfg = LearnConfig.from_options(
         rank=rank_list[0], beta=beta, epochs=epochs, batch_chunks=batch_chunks, seed=seed, tol=tol,
         lags=lags,
-        **mopts.mask_options(mask_store, mask_silence, mask_boundaries),
+        **mopts.mask_options(
+            mask_store, mask_silence, mask_boundaries, mask_clipped, mask_above_bandwidth
+        ),
     )  # fmt: skip
     out = output if output is not None else Path(corpus).parent / "rank"
     result = rank_corpus(

@@ -180,9 +180,10 @@ class LearnConfig(BaseModel):
             beta = beta_name_to_float(values.get("beta", 1.0))
         except (TypeError, ValueError):
             return {**values, "solver": "mu"}  # the beta validator names the bad value
-        masked = any(values.get(k) for k in ("mask_store", "mask_silence", "mask_boundaries",
-                                             "mask_clipped", "mask_above_bandwidth",
-                                             "holdout"))  # fmt: skip
+        masked = values.get("mask_silence") is not None or any(  # a level of 0 dB masks too
+            values.get(k) for k in ("mask_store", "mask_boundaries", "mask_clipped",
+                                    "mask_above_bandwidth", "holdout")
+        )  # fmt: skip
         hals = (
             beta == 2.0 and values.get("lags", 1) == 1 and values.get("scores") is None
             and not masked
