@@ -94,6 +94,12 @@ def resolve_corpus(
     return store, result.as_dict()
 
 
+def _is_audio_folder(input_path: str | os.PathLike[str]) -> bool:
+    """Whether INPUT is a folder to ingest first (see :func:`resolve_corpus`), not a store."""
+    path = Path(input_path)
+    return path.is_dir() and not (path / "zarr.json").exists()
+
+
 def learn_corpus(
     input_path: str | os.PathLike[str],
     output: str | os.PathLike[str] | None = None,
@@ -145,6 +151,16 @@ def learn_corpus(
     from dnmf.nmf.informed import prepare_informed
 
     check_compute_options(workers, scheduler)
+    if client is None and _is_audio_folder(input_path):  # one cluster for ingest and learning
+        t_cluster = time.perf_counter()
+        with connect(workers, scheduler, progress=progress) as shared:
+            seconds = time.perf_counter() - t_cluster
+            result = learn_corpus(
+                input_path, output, config=config, W_init=W_init, resume=resume,
+                overwrite=overwrite, client=shared, progress=progress, on_step=on_step,
+            )  # fmt: skip
+        result.cluster_seconds = seconds
+        return result
     t0 = time.perf_counter()
     corpus_path, ingested = resolve_corpus(
         input_path, workers=workers, scheduler=scheduler, client=client, progress=progress

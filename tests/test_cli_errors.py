@@ -45,7 +45,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory, scheduler_address: str) -> 
     root = tmp_path_factory.mktemp("stores")
     write(root / "audio" / "a.wav", tone(22050, 2.0), 22050)
     (root / "pipeline.yaml").write_text(
-        f"store: {root / 'pipe'}\ninput: {root / 'audio'}\nlearn:\n  rank: 2\n"
+        f"store: {root / 'pipe'}\ninput: {root / 'audio'}\nlearn:\n  rank: 2\n  epochs: 2\n"
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DNMF_SCHEDULER", scheduler_address)
@@ -53,6 +53,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory, scheduler_address: str) -> 
             ["ingest", root / "audio", "-o", root / "corpus.zarr", "-q"],
             ["learn", root / "corpus.zarr", "--rank", "2", "--epochs", "2", "-q"],
             ["export", root / "model.zarr", "-q"],
+            ["run", root / "pipeline.yaml", "-q"],
         ):
             result = run(*args)
             assert result.exit_code == 0, result.output
@@ -179,6 +180,48 @@ def test_export_of_a_model_whose_corpus_is_damaged(
     consolidate(model)
     assert_exit_2(run("export", model, "-o", tmp_path / "h.zarr"), str(corpus), "damaged")
     assert not (tmp_path / "h.zarr").exists()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes (what a refused command must leave as it was)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("content", list(CORRUPTIONS.values()), ids=list(CORRUPTIONS))
+@pytest.mark.parametrize("which", ["zarr.json", "array"])
+def test_corrupt_metadata_in_writing_commands(
+    stores: Path, tmp_path: Path, which: str, content: str, on_cluster: str
+) -> None:
+    """ingest appending to a corpus, run on a pipeline folder and demo on a demo folder."""
+    array_of = {"corpus": "V", "model": "W", "activations": "H"}
+
+    def spoil(folder: Path, kind: str) -> Path:
+        bad = folder / f"{kind}.zarr"
+        (bad / (f"{array_of[kind]}/zarr.json" if which == "array" else which)).write_text(content)
+        return bad
+
+    cases: list[tuple[list[object], Path, Path]] = []
+    corpus = corrupt_copy(
+        stores / "corpus.zarr", tmp_path / "c.zarr",
+        "V/zarr.json" if which == "array" else which, content,
+    )  # fmt: skip
+    cases.append((["ingest", stores / "audio", "-o", corpus, "-q"], corpus, corpus))
+    for kind in ("corpus", "model", "activations"):
+        pipe = tmp_path / f"pipe-{kind}"
+        shutil.copytree(stores / "pipe", pipe)
+        run_args: list[object] = ["run", stores / "pipeline.yaml", "--set", f"store={pipe}", "-q"]
+        cases.append((run_args, spoil(pipe, kind), pipe))
+    for kind in ("corpus", "model"):
+        demo = tmp_path / f"demo-{kind}"
+        shutil.copytree(stores / "audio", demo / "audio")
+        for k in ("corpus", "model"):
+            shutil.copytree(stores / f"{k}.zarr", demo / f"{k}.zarr")
+        demo_args: list[object] = ["demo", "--folder", demo, "--rank", "2", "--epochs", "2", "-q"]
+        cases.append((demo_args, spoil(demo, kind), demo))
+    for args, store, folder in cases:
+        before = snapshot(folder)
+        assert_exit_2(run(*args), str(store), "damaged")
+        assert snapshot(folder) == before, args
 
 
 @pytest.mark.parametrize("opener", ["open_corpus", "open_model", "open_activations"])

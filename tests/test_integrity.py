@@ -244,3 +244,22 @@ def test_open_functions_check_the_chunks_they_read(stores: Path, tmp_path: Path)
     _ = ds.V[:, :64].values  # chunks 0 and 1 are whole
     with pytest.raises(StoreDamagedError, match="chunk 2 of V"):
         _ = ds.V.values
+
+
+@pytest.mark.parametrize("how", list(DAMAGE))
+@pytest.mark.parametrize("name", ["W", "pending"])
+def test_a_damaged_checkpoint_is_refused_by_resume(
+    stores: Path, tmp_path: Path, how: str, name: str, on_cluster: str
+) -> None:
+    """The checkpoint slot that --resume reads is checked, never read as zeros."""
+    damage, words = DAMAGE[how]
+    model = copy(stores, "model.zarr", tmp_path)
+    slot = zarr.open_group(str(model), mode="r").attrs["dnmf"]["checkpoint"]["slot"]  # type: ignore[index,call-overload]
+    (chunk,) = [p for p in (model / "state" / f"slot{slot}" / name / "c").rglob("*") if p.is_file()]
+    damage(chunk)
+    before = {p: p.read_bytes() for p in model.rglob("*") if p.is_file()}
+    where = f"chunk 0 of state/slot{slot}/{name}"
+    corpus = stores / "corpus.zarr"
+    result = run("learn", corpus, "-o", model, "--rank", "2", "--epochs", "3", "--resume", "-q")
+    assert_exit_2(result, str(model), where, words, "learn again without --resume")
+    assert {p: p.read_bytes() for p in model.rglob("*") if p.is_file()} == before

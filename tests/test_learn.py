@@ -359,6 +359,10 @@ def test_a_model_store_of_the_previous_version_opens_resumes_and_exports(
     slot = zarr.open_group(path / "state" / f"slot{meta['checkpoint']['slot']}", mode="r+")
     W3 = slot["W"][:]
     slot.create_array("W", data=W3[:, :, 0], overwrite=True)  # the old 2-D slot
+    records = zarr.open_group(path / "chunks", mode="r+")  # and no records of its slots
+    index = dict(records.attrs["dnmf_records"])  # type: ignore[arg-type]
+    arrays = {k: v for k, v in index["arrays"].items() if not k.startswith("state/")}  # type: ignore[union-attr]
+    records.attrs["dnmf_records"] = {**index, "arrays": arrays}
     model = ModelStore.open(path)
     assert model.lags == 1 and model.config.lags == 1
     resumed = learn_corpus(corpus, path, config=cfg, resume=True, client=cluster_client)

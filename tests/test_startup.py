@@ -17,13 +17,15 @@ from tests.test_run import audio, cli, small_config, write_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-def dnmf(*args: Any, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """``dnmf ARGS`` in a new process, stdout and stderr piped."""
+def dnmf(
+    *args: Any, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[str]:
+    """``dnmf ARGS`` in a new process (in ``cwd``), stdout and stderr piped."""
     full = {k: v for k, v in os.environ.items() if k != "DNMF_SCHEDULER"}
     full.update(PYTHONPATH=str(REPO), **(env or {}))
     return subprocess.Popen(
         [sys.executable, "-m", "dnmf.cli", *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full, cwd=cwd,
     )  # fmt: skip
 
 
@@ -86,3 +88,18 @@ def test_demo_and_run_reruns_with_nothing_to_do_start_no_cluster(
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0 and out.startswith("nothing new"), (out, err)
     assert "joining" not in err and "starting" not in err and "cluster" not in out, (out, err)
+
+
+def test_learn_on_an_audio_folder_starts_one_cluster_for_ingest_and_learning(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "audio" / "a.wav", tone(22050, 1.0), 22050)
+    write(tmp_path / "audio" / "b.wav", tone(22050, 1.0, 660.0), 22050)
+    model = tmp_path / "model.zarr"
+    p = dnmf("learn", tmp_path / "audio", "-o", model, "--rank", "2", "--epochs", "1",
+             "--workers", "1", cwd=tmp_path)  # fmt: skip
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert err.count("starting a local cluster") == 1, err
+    assert (tmp_path / "audio.dnmf" / "corpus.zarr" / "zarr.json").exists()
+    assert (model / "zarr.json").exists()

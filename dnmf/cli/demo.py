@@ -80,11 +80,14 @@ def _ingest_and_learn(folder: Path, cfg: dict[str, Any], workers: int | None, qu
     import time
 
     from dnmf.cluster import connect
+    from dnmf.io.model import ModelStore
     from dnmf.nmf.config import LearnConfig
     from pipelines.ingest import ingest, prepare
     from pipelines.learn import learn_corpus
 
     audio, store, model = folder / "audio", folder / "corpus.zarr", folder / "model.zarr"
+    if (model / "zarr.json").exists():
+        ModelStore.open(model)  # a damaged model is refused, never reported up to date
     if not prepare(audio, store).to_probe and (model / "zarr.json").exists():
         return ingest(audio, store, progress=not quiet), None, 0.0  # finds nothing new
     t0 = time.perf_counter()

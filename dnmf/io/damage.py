@@ -49,6 +49,11 @@ def fix_for(store: str, rec: ArrayRecords | None = None, region: Any = None) -> 
         files = _files_of(store, rec, region)
         which = f"re-ingest {files}" if files else "re-ingest its files"
         return f"{which} (dnmf ingest {meta.get('source', 'FOLDER')} -o {store} --rebuild)"
+    if kind == "model" and rec is not None and rec.name.startswith("state/"):
+        return (
+            "its resume state cannot be trusted: learn again without --resume "
+            "(dnmf learn CORPUS -o STORE --overwrite)"
+        )
     if kind == "model":
         return "learn the model again (dnmf learn CORPUS -o STORE --overwrite)"
     if kind == "activations":

@@ -179,16 +179,16 @@ class ModelStore:
         arrays = {"W": state.W, "A": state.A, "B": state.B, "pending": state.pending,
                   "visited": state.visited, "W_prev": state.W_prev,
                   "pending_prev": state.pending_prev}  # fmt: skip
-        for name, value in arrays.items():
-            if value is None:
-                continue
-            g.create_array(name, data=np.asarray(value), overwrite=True, compressors=None)
+        written = [name for name, value in arrays.items() if value is not None]
+        for name in written:
+            g.create_array(name, data=np.asarray(arrays[name]), overwrite=True, compressors=None)
         self.group["W"][:] = state.W[:, :, 0] if state.W.shape[2] == 1 else state.W  # type: ignore[index]
         loss = self.group["loss"]
         loss.resize((len(state.losses),))  # type: ignore[union-attr]
         if state.losses:
             loss[:] = np.asarray(state.losses)  # type: ignore[index]
-        update_records(self.group, ["W", "loss"])  # before the attrs switch to this checkpoint
+        # Before the attrs switch to this checkpoint; the other slot keeps its records.
+        update_records(self.group, ["W", "loss", *(f"state/slot{slot}/{n}" for n in written)])
         meta = dict(self.meta)
         meta["checkpoints_written"] = self.meta["checkpoints_written"] + 1
         meta["checkpoint"] = {
@@ -213,10 +213,9 @@ class ModelStore:
         ck = self.meta.get("checkpoint")
         if not ck:
             return None
-        g = zarr.open_group(f"{self.path}/state/slot{ck['slot']}", mode="r", zarr_format=3)
 
         def get(name: str) -> np.ndarray:
-            return np.asarray(array(g, name)[:])
+            return self._slot_array(ck["slot"], name)
 
         from dnmf.nmf.state import LearnState
 
@@ -238,6 +237,12 @@ class ModelStore:
             accel=tuple(ck["accel"]) if ck.get("accel") is not None else None,  # type: ignore[arg-type]
             pending_prev=get("pending_prev") if ck.get("has_previous") else None,
         )
+
+    def _slot_array(self, slot: int, name: str) -> np.ndarray:
+        """Array ``name`` of checkpoint slot ``slot``, each chunk checked against its record
+        (a slot written by a dnmf without slot records is read as it is)."""
+        g = zarr.open_group(f"{self.path}/state/slot{slot}", mode="r", zarr_format=3)
+        return read_all(array(g, name), load_records(self.path, f"state/slot{slot}/{name}"))
 
     def finish(self, state: LearnState, *, status: str = "done", **extra: Any) -> None:
         """Record the end of learning (after a final checkpoint) and make it visible."""
@@ -263,8 +268,6 @@ class ModelStore:
             )
         n_buffers = 3 if ck.get("has_previous") else 2
         H = np.asarray(array(self.group, f"state/H{ck['epoch'] % n_buffers}")[:])
-        pending = np.asarray(
-            array(zarr.open_group(f"{self.path}/state/slot{ck['slot']}", mode="r"), "pending")[:]
-        )
+        pending = self._slot_array(ck["slot"], "pending")
         block = int(self.meta["block_frames"])
         return H * np.repeat(pending, block, axis=0)[: H.shape[1]].T

@@ -184,10 +184,10 @@ def load_records(store: str | os.PathLike[str], name: str) -> ArrayRecords | Non
 def _load(store: str, name: str, entry: dict[str, Any]) -> ArrayRecords:
     try:
         g = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=False)
-        crc = np.asarray(g[f"{GROUP}/{name}"][:])  # type: ignore[index]
+        crc = np.asarray(g[f"{GROUP}/{_key(name)}"][:])  # type: ignore[index]
         stats = None
         if name in STATS:
-            stats = {k: np.asarray(g[f"{GROUP}/{name}_{k}"][:]) for k in STAT_FIELDS}  # type: ignore[index]
+            stats = {k: np.asarray(g[f"{GROUP}/{_key(name)}_{k}"][:]) for k in STAT_FIELDS}  # type: ignore[index]
     except Exception as exc:
         raise records_damaged(store, exc) from None
     rec = ArrayRecords(
@@ -210,7 +210,8 @@ def update_records(
     keep_below: dict[str, int] | None = None,
     map: Callable[[Callable[[int], dict[str, Any]], Sequence[int]], list[Any]] | None = None,
 ) -> None:
-    """Record the chunks of ``names`` (default: every root array without a record).
+    """Record the chunks of ``names`` (default: every root array without a record; a name
+    may be a path below the root, as ``state/slot0/W``).
 
     Chunk ``j`` of array ``name`` keeps its old record if ``j < keep_below[name]``,
     takes ``fresh[name][j]`` (computed by the task that wrote it) if given, and is
@@ -286,11 +287,16 @@ def _write(recs: zarr.Group, name: str, rows: list[dict[str, Any]], stats: bool)
         key = suffix[1:] or "crc"
         values = np.array([r[key] for r in rows], dtype=dtype)
         out = recs.create_array(
-            f"{name}{suffix}", shape=values.shape, chunks=(max(1, min(len(values), 65536)),),
+            f"{_key(name)}{suffix}", shape=values.shape, chunks=(max(1, min(len(values), 65536)),),
             dtype=dtype, dimension_names=(f"{name}_chunk",), overwrite=True,
         )  # fmt: skip
         if len(values):
             out[:] = values
+
+
+def _key(name: str) -> str:
+    """The name of an array's record: ``state/slot0/W`` is kept as ``state.slot0.W``, flat."""
+    return name.replace("/", ".")
 
 
 def _entry(arr: zarr.Array) -> dict[str, Any]:
