@@ -94,16 +94,15 @@ def _masked_window_stats(
         H_out[:, idx] = s.H
         return ChunkStats(H=H_out, num=s.num, den=MaskedDen(s.den, None), loss=s.loss)  # type: ignore[arg-type]
     M = mask.dense(n_bins, V.dtype)
-    Vm = masked_values(V, M)
     if T == 1:
         s = chunk_stats_masked(
-            Vm, W.reshape(n_bins, k), H, M, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
+            V, W.reshape(n_bins, k), H, M, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
             l2_reg_H=l2_reg_H, update_h=update_h,
         )  # fmt: skip
     else:
         s = chunk_stats_conv(
-            Vm, W, H, start=start, stop=stop, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
-            l2_reg_H=l2_reg_H, update_h=update_h, M=M,
+            masked_values(V, M), W, H, start=start, stop=stop, beta=beta, n_inner=n_inner,
+            l1_reg_H=l1_reg_H, l2_reg_H=l2_reg_H, update_h=update_h, M=M,
         )  # fmt: skip
     return ChunkStats(H=s.H, num=s.num, den=MaskedDen(None, s.den), loss=s.loss)  # type: ignore[arg-type]
 
