@@ -216,12 +216,12 @@ def chunk_stats_masked(
     L = W @ H
     HT = np.ascontiguousarray(H.T)
     if fused:
-        Q = np.empty_like(L)
-        _fm.w_kl_ratio(V, L, M, Q)  # L is now M V / Λ, Q the ratio V / Λ of the loss
+        ratio = np.empty_like(L)
+        _fm.w_kl_ratio(V, L, M, ratio)  # L is now M V / Λ, ratio the V / Λ of the loss
         num, den = L @ HT, M @ HT
         del L
         # Σ M Λ = Σ W ⊙ (M Hᵀ): the fit term from den, as the unmasked kernel takes it
-        return ChunkStats(H=H, num=num, den=den, loss=_fm.w_kl_data(V, M, Q) + dot64(W, den))
+        return ChunkStats(H=H, num=num, den=den, loss=_fm.w_kl_data(V, M, ratio) + dot64(W, den))
     loss = weighted_loss(V, L, M, beta)
     Q, P = weighted_factors(V, L, M, beta)
     num = (M * V) @ HT if Q is None else Q @ HT
