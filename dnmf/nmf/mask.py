@@ -102,13 +102,15 @@ class Holdout:
 
     def held(self, n_bins: int, frame_idx: np.ndarray) -> np.ndarray:
         """Boolean ``(n_bins, len(frame_idx))``: True where an entry is held out."""
-        i = (np.arange(n_bins) // self.bins).astype(np.uint64)
-        j = (np.asarray(frame_idx) // self.frames).astype(np.uint64)
+        # One hash per tile, then spread over its entries (rows, then whole-row gathers).
+        i_tile, i_of = np.unique(np.arange(n_bins) // self.bins, return_inverse=True)
+        j_tile, j_of = np.unique(np.asarray(frame_idx) // self.frames, return_inverse=True)
+        i, j = i_tile.astype(np.uint64), j_tile.astype(np.uint64)
         with np.errstate(over="ignore"):
             h = _mix(np.array([self.seed], dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
             x = _mix(h ^ _mix(i[:, None] + np.uint64(0x484F4C44)) ^ j[None, :])
         u = (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-        return u < self.share  # type: ignore[no-any-return]
+        return np.take(np.take(u < self.share, i_of, axis=0), j_of, axis=1)
 
 
 def _mix(x: Any) -> Any:
@@ -236,7 +238,9 @@ def block_mask(
         if stored.dtype != bool or not bool(stored.all()):
             entries = stored
     # The level of a frame is that of the entries the user mask keeps.
-    frames = frame_weights(spec, V if entries is None else np.where(entries > 0, V, 0), idx)
+    if entries is not None and spec.silence_db is not None:
+        V = np.where(entries > 0, V, V.dtype.type(0))
+    frames = frame_weights(spec, V, idx)
     band = band_weights(spec, V.shape[0], idx) if spec.bandwidth else None
     if band is not None:
         entries = band if entries is None else entries * band

@@ -19,8 +19,9 @@ same for every inner update and computed once, for β = 2 the H numerator
 unmasked blocks). Floors are scikit-learn's, as in :mod:`dnmf.nmf.kernels`:
 Λ at EPSILON before a negative power (β < 2 in the numerator, β < 1 in the
 denominator), a zero denominator replaced by EPSILON, and the float64-eps flush
-of H for β < 1. Masked entries of V are never read: callers pass
-:func:`masked_values` (0 where ``M = 0``, so a NaN there is harmless).
+of H for β < 1. Masked entries of V are never read: the fused β = 1 passes
+branch on the weight, the NumPy forms take :func:`masked_values` (0 where
+``M = 0``, so a NaN there is harmless).
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from dnmf.nmf import _fused_masked as _fm
-from dnmf.nmf.divergence import EPSILON, BetaLike, FloatArray, beta_name_to_float, update_exponent
+from dnmf.nmf.divergence import (
+    EPSILON,
+    BetaLike,
+    FloatArray,
+    beta_name_to_float,
+    dot64,
+    update_exponent,
+)
 from dnmf.nmf.kernels import ChunkStats, mu_step
 from dnmf.nmf.lags import _general_pair
 
@@ -121,8 +129,8 @@ def update_H_masked(
 ) -> FloatArray:
     """`n_iter` weighted multiplicative updates of H, W fixed (2-D, one lag).
 
-    ``H ← H ⊙ (Wᵀ (M ⊙ V ⊙ Λ^(β-2)) / (Wᵀ (M ⊙ Λ^(β-1)) + l1 + l2 H))^γ``. ``V``
-    must be :func:`masked_values` of the data; ``M`` has V's shape and dtype.
+    ``H ← H ⊙ (Wᵀ (M ⊙ V ⊙ Λ^(β-2)) / (Wᵀ (M ⊙ Λ^(β-1)) + l1 + l2 H))^γ``. ``M`` has
+    V's shape and dtype; V may hold anything (NaN included) where ``M = 0``.
     A frame whose weights are all 0 gets ``H = 0`` there (no data pulls it).
 
     Examples
@@ -135,14 +143,31 @@ def update_H_masked(
     True
     """
     beta = beta_name_to_float(beta)
-    exponent = update_exponent(beta, gamma)
+    V, fused = _readable(V, W, H, M, beta)
+    return _update_H(V, W, H, M, beta, fused, n_iter, l1_reg, l2_reg, update_exponent(beta, gamma))
+
+
+def _readable(
+    V: np.ndarray, W: np.ndarray, H: np.ndarray, M: np.ndarray, beta: float
+) -> tuple[np.ndarray, bool]:
+    """``(V, True)`` where the fused β = 1 passes serve (they never read a masked entry),
+    else ``(masked_values(V, M), False)`` for the NumPy forms."""
+    if beta == 1 and _fits(V, M) and np.result_type(W, H) == V.dtype:
+        return V, True
+    return masked_values(V, M), False
+
+
+def _update_H(
+    V: np.ndarray, W: np.ndarray, H: np.ndarray, M: np.ndarray, beta: float, fused: bool,
+    n_iter: int, l1_reg: float, l2_reg: float, exponent: float,
+) -> np.ndarray:  # fmt: skip
+    """:func:`update_H_masked` on V as :func:`_readable` returns it."""
     H = H.copy()
     if n_iter <= 0:
         return H
     WT = np.ascontiguousarray(W.T)
     den_1 = WT @ M if beta == 1 else None
     num_2 = WT @ (M * V) if beta == 2 else None
-    fused = beta == 1 and _fits(V, M)
     for _ in range(n_iter):
         Q: np.ndarray | None
         P: np.ndarray | None
@@ -176,17 +201,27 @@ def chunk_stats_masked(
 
     As :func:`dnmf.nmf.kernels.chunk_stats` with weights ``M``: ``num = (M ⊙ V ⊙
     Λ^(β-2)) Hᵀ`` and ``den = (M ⊙ Λ^(β-1)) Hᵀ``, both ``(n_bins, k)`` for every
-    β, and ``loss = Σ M ⊙ d_β(V | Λ)`` from the same Λ. ``V`` must be
-    :func:`masked_values` of the data.
+    β, and ``loss = Σ M ⊙ d_β(V | Λ)`` from the same Λ. V may hold anything where
+    ``M = 0``.
+
+    Products of size ``n_bins × k × n_frames`` for β = 1: ``3 n + 3`` (those of the
+    unmasked kernel and, once each, ``Wᵀ M`` and ``M Hᵀ``), and two fused passes
+    over the block beside NumPy's log (:mod:`dnmf.nmf._fused_masked`).
     """
     beta = beta_name_to_float(beta)
+    V, fused = _readable(V, W, H, M, beta)
     if update_h and n_inner > 0:
-        H = update_H_masked(V, W, H, M, beta=beta, n_iter=n_inner, l1_reg=l1_reg_H, l2_reg=l2_reg_H)
+        exponent = update_exponent(beta, None)
+        H = _update_H(V, W, H, M, beta, fused, n_inner, l1_reg_H, l2_reg_H, exponent)
     L = W @ H
     HT = np.ascontiguousarray(H.T)
-    if beta == 1 and _fits(V, M, L):
-        loss = _fm.w_kl_ratio_loss(V, L, M)  # L is now M V / Λ
-        return ChunkStats(H=H, num=L @ HT, den=M @ HT, loss=loss)
+    if fused:
+        ratio = np.empty_like(L)
+        _fm.w_kl_ratio(V, L, M, ratio)  # L is now M V / Λ, ratio the V / Λ of the loss
+        num, den = L @ HT, M @ HT
+        del L
+        # Σ M Λ = Σ W ⊙ (M Hᵀ): the fit term from den, as the unmasked kernel takes it
+        return ChunkStats(H=H, num=num, den=den, loss=_fm.w_kl_data(V, M, ratio) + dot64(W, den))
     loss = weighted_loss(V, L, M, beta)
     Q, P = weighted_factors(V, L, M, beta)
     num = (M * V) @ HT if Q is None else Q @ HT

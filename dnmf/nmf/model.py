@@ -83,8 +83,10 @@ def _masked_window_stats(
             H_none = H.copy() if not update_h else np.zeros_like(H)
             num = np.zeros((n_bins, k), dtype=V.dtype)
             return ChunkStats(H=H_none, num=num, den=MaskedDen(None, None), loss=0.0)  # type: ignore[arg-type]
+        # np.compress gathers whole rows at a time (fancy column indexing copies element
+        # by element, and then once more to make the result C-contiguous).
         s = chunk_stats(
-            np.ascontiguousarray(V[:, idx]), W.reshape(n_bins, k), np.ascontiguousarray(H[:, idx]),
+            np.compress(keep, V, axis=1), W.reshape(n_bins, k), np.compress(keep, H, axis=1),
             beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H, l2_reg_H=l2_reg_H, update_h=update_h,
             solver=solver,
         )  # fmt: skip
@@ -92,16 +94,15 @@ def _masked_window_stats(
         H_out[:, idx] = s.H
         return ChunkStats(H=H_out, num=s.num, den=MaskedDen(s.den, None), loss=s.loss)  # type: ignore[arg-type]
     M = mask.dense(n_bins, V.dtype)
-    Vm = masked_values(V, M)
     if T == 1:
         s = chunk_stats_masked(
-            Vm, W.reshape(n_bins, k), H, M, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
+            V, W.reshape(n_bins, k), H, M, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
             l2_reg_H=l2_reg_H, update_h=update_h,
         )  # fmt: skip
     else:
         s = chunk_stats_conv(
-            Vm, W, H, start=start, stop=stop, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
-            l2_reg_H=l2_reg_H, update_h=update_h, M=M,
+            masked_values(V, M), W, H, start=start, stop=stop, beta=beta, n_inner=n_inner,
+            l1_reg_H=l1_reg_H, l2_reg_H=l2_reg_H, update_h=update_h, M=M,
         )  # fmt: skip
     return ChunkStats(H=s.H, num=s.num, den=MaskedDen(None, s.den), loss=s.loss)  # type: ignore[arg-type]
 
