@@ -37,6 +37,7 @@ from dnmf.io.store import read_meta, write_meta
 from dnmf.nmf.config import LearnConfig
 from dnmf.nmf.init import Informed, h_init_of
 from dnmf.nmf.learner import Progress, check_config, learn, loss_to_error, start_state
+from dnmf.nmf.plan import h_buffers, passes_done
 from dnmf.nmf.state import LearnState
 
 if TYPE_CHECKING:
@@ -52,6 +53,9 @@ class LearnResult:
     model: str
     corpus: str
     epochs: int = 0
+    passes: float = 0.0
+    """Passes over the corpus (``--epochs`` counts these): an epoch on a sample of the
+    chunks (the fast schedule's start) counts as its share."""
     steps: int = 0
     loss: float | None = None
     losses: list[float] = field(default_factory=list)
@@ -225,11 +229,13 @@ def _run_learning(
     config: LearnConfig, backend: Any, model: ModelStore, result: LearnResult, state: LearnState,
     h_init: Any, progress: bool, on_step: Any, t0: float,
 ) -> None:  # fmt: skip
+    n_blocks, fast = len(backend.blocks()), h_buffers(config) == 3
     run_epochs(
         lambda s, report: learn(
             config, backend, s, h_init=h_init, on_step=report, checkpoint=model.save_checkpoint
         ),
         state, model, result, epochs=config.epochs, progress=progress, on_step=on_step, t0=t0,
+        passes=lambda e: passes_done(n_blocks, e, fast=fast, budget=config.epochs),
     )  # fmt: skip
 
 
@@ -381,11 +387,13 @@ def run_epochs(
     progress: bool,
     on_step: Callable[[Progress], None] | None,
     t0: float,
+    passes: Callable[[int], float] = float,
 ) -> LearnState:
     """Run a learner (``run(state, report)``) under a progress bar and fill ``result``.
 
-    The dashboard line, the bar (epochs, loss, frames/s), the caller's
-    ``on_step``, the final status and the figures.
+    The dashboard line, the bar (passes over the corpus, as ``epochs`` counts them;
+    loss, frames/s), the caller's ``on_step``, the final status and the figures.
+    ``passes(e)`` is how many passes the first ``e`` epochs make.
     """
     import sys
 
@@ -400,7 +408,7 @@ def run_epochs(
         fields="epochs  loss {task.fields[loss]}  {task.fields[fps]:.0f} frames/s",
         loss="-", fps=0.0,
     ) as bar:  # fmt: skip
-        bar.update(advance=state.done_epochs)
+        bar.update(advance=passes(state.done_epochs))
 
         def report(p: Progress) -> None:
             nonlocal frames_done
@@ -408,7 +416,7 @@ def run_epochs(
             fps = p.frames / p.seconds if p.seconds > 0 else 0.0
             loss = f"{p.loss:.6g}" if p.loss is not None else "-"
             bar.update(
-                advance=1 if p.epoch_done else 0,
+                advance=passes(p.epoch + 1) - passes(p.epoch) if p.epoch_done else 0,
                 fps=fps,
                 **({"loss": loss} if p.loss is not None else {}),
             )
@@ -416,7 +424,8 @@ def run_epochs(
                 on_step(p)
 
         state = run(state, report)
-    if state.converged or state.done_epochs >= epochs:
+    result.passes = passes(state.done_epochs)
+    if state.converged or result.passes >= epochs - 1e-9:
         model.finish(state, status="done")
     result.epochs = state.done_epochs
     result.steps = state.global_step - start_steps

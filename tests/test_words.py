@@ -68,6 +68,24 @@ def test_learn_summary_says_the_epoch_limit_was_reached(corpus: Path, on_cluster
     assert "(stopped)" not in result.output
 
 
+def test_learn_counts_passes_where_the_fast_schedule_samples(
+    tmp_path: Path, on_cluster: str
+) -> None:
+    from tests.test_learn import write_corpus
+
+    V = np.random.default_rng(1).random((12, 80)).astype(np.float32) + 0.1
+    corpus = write_corpus(tmp_path / "c.zarr", V, chunk_frames=10)  # 8 chunks: samples of 1, 2, 4
+    result = run("learn", corpus, "--rank", "2", "--epochs", "52", "--tol", "0", "--json")
+    assert result.exit_code == 0, result.output
+    import json
+
+    out = json.loads(result.output[result.output.index("{") :])
+    # 20 epochs on 1/8 of the chunks, 15 on 1/4, 10 on 1/2 (11.25 passes), then 41 whole ones
+    assert out["passes"] == 52.25 and out["epochs"] == 20 + 15 + 10 + 41, out
+    text = run("learn", corpus, "--rank", "2", "--epochs", "52", "--tol", "0", "--overwrite").output
+    assert "52.25 passes over the corpus in 86 epochs (epoch limit reached" in text, text
+
+
 def test_run_on_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
     one_error(run("run", tmp_path), "is a folder, not a config file", "YAML")
     one_error(run("run", tmp_path / "none.yaml"), "does not exist")

@@ -238,13 +238,16 @@ def _check_outputs(input_path: Path, output: Path | None) -> list[Path]:
 def _print_summary(result: Any, max_epochs: int) -> None:
     if result.converged:
         state = "converged"
-    elif result.epochs >= max_epochs:
+    elif result.passes >= max_epochs - 1e-9:
         state = "epoch limit reached, not converged"
     else:
         state = "stopped before converging"
     loss = f"{result.loss:.6g}" if result.loss is not None else "-"
+    done = f"{result.epochs} epochs"
+    if abs(result.passes - result.epochs) > 1e-9:  # the fast schedule's sample epochs
+        done = f"{result.passes:g} passes over the corpus in {result.epochs} epochs"
     typer.echo(
-        f"learned {result.model}: {result.epochs} epochs ({state}), loss {loss}, "
+        f"learned {result.model}: {done} ({state}), loss {loss}, "
         f"{result.wall_seconds:.1f} s{cluster_note(result.cluster_seconds)} on "
         f"{count(result.workers, 'worker')}"
     )

@@ -33,8 +33,16 @@ import zarr
 
 from dnmf.errors import StoreMismatchError
 from dnmf.io.checked import read_all
-from dnmf.io.records import load_records, update_records
-from dnmf.io.store import StorePath, array, consolidate, open_group, read_meta, write_meta
+from dnmf.io.records import load_records, records_of, update_records
+from dnmf.io.store import (
+    StorePath,
+    array,
+    consolidate,
+    existing_array,
+    open_group,
+    read_meta,
+    write_meta,
+)  # fmt: skip
 from dnmf.nmf.config import LearnConfig
 
 if TYPE_CHECKING:
@@ -56,6 +64,8 @@ class ModelStore:
         self.path = str(path)
         self.group = group
         self.meta = meta
+        self._slots: dict[int, zarr.Group] = {}
+        self._handles: dict[str, Any] = {}  # opened arrays, for the next checkpoint
 
     @classmethod
     def open(cls, path: StorePath, *, mode: str = "r") -> ModelStore:
@@ -175,20 +185,40 @@ class ModelStore:
     def save_checkpoint(self, state: LearnState) -> None:
         """Write ``state`` to the free slot, then switch the attrs to it."""
         slot = (self.meta["checkpoints_written"] + 1) % 2
-        g = self.group.require_group("state").require_group(f"slot{slot}")
+        g = self._slots.get(slot)
+        if g is None:
+            g = self._slots[slot] = self.group.require_group("state").require_group(f"slot{slot}")
         arrays = {"W": state.W, "A": state.A, "B": state.B, "pending": state.pending,
                   "visited": state.visited, "W_prev": state.W_prev,
                   "pending_prev": state.pending_prev}  # fmt: skip
         written = [name for name, value in arrays.items() if value is not None]
+        # The records are taken from the values in memory (what a read-back would check),
+        # and arrays of an unchanged shape are rewritten in place: a checkpoint is a few
+        # small writes, as the fast schedule writes one after every epoch.
+        fresh, h = {}, self._handles
         for name in written:
-            g.create_array(name, data=np.asarray(arrays[name]), overwrite=True, compressors=None)
-        self.group["W"][:] = state.W[:, :, 0] if state.W.shape[2] == 1 else state.W  # type: ignore[index]
-        loss = self.group["loss"]
-        loss.resize((len(state.losses),))  # type: ignore[union-attr]
-        if state.losses:
-            loss[:] = np.asarray(state.losses)  # type: ignore[index]
+            value, where = np.asarray(arrays[name]), f"state/slot{slot}/{name}"
+            arr = h.get(where)
+            if arr is None or arr.shape != value.shape or arr.dtype != value.dtype:
+                arr = existing_array(g, name, value.shape, value.dtype)
+            if arr is None:
+                arr = g.create_array(name, data=value, overwrite=True, compressors=None)
+            else:
+                arr[...] = value
+            h[where] = arr
+            fresh[where] = records_of(arr, value)
+        W = state.W[:, :, 0] if state.W.shape[2] == 1 else state.W
+        if "W" not in h:
+            h["W"], h["loss"] = array(self.group, "W"), array(self.group, "loss")
+        h["W"][...] = W
+        fresh["W"] = records_of(h["W"], W)
+        losses = np.asarray(state.losses, dtype=np.float64)
+        h["loss"].resize((len(losses),))
+        if len(losses):
+            h["loss"][:] = losses
+        fresh["loss"] = records_of(h["loss"], losses)
         # Before the attrs switch to this checkpoint; the other slot keeps its records.
-        update_records(self.group, ["W", "loss", *(f"state/slot{slot}/{n}" for n in written)])
+        update_records(self.group, list(fresh), fresh=fresh, handles=h)
         meta = dict(self.meta)
         meta["checkpoints_written"] = self.meta["checkpoints_written"] + 1
         meta["checkpoint"] = {

@@ -43,6 +43,7 @@ import zarr
 
 from dnmf.errors import StoreDamagedError
 from dnmf.io.damage import chunk_damaged, chunk_exists, fix_for, records_damaged
+from dnmf.io.store import existing_array
 
 __all__ = [
     "ArrayRecords",
@@ -51,6 +52,7 @@ __all__ = [
     "chunk_record",
     "load_records",
     "record_index",
+    "records_of",
     "update_records",
 ]
 
@@ -209,6 +211,7 @@ def update_records(
     fresh: dict[str, Fresh] | None = None,
     keep_below: dict[str, int] | None = None,
     map: Callable[[Callable[[int], dict[str, Any]], Sequence[int]], list[Any]] | None = None,
+    handles: dict[str, Any] | None = None,
 ) -> None:
     """Record the chunks of ``names`` (default: every root array without a record; a name
     may be a path below the root, as ``state/slot0/W``).
@@ -216,15 +219,22 @@ def update_records(
     Chunk ``j`` of array ``name`` keeps its old record if ``j < keep_below[name]``,
     takes ``fresh[name][j]`` (computed by the task that wrote it) if given, and is
     otherwise read back here (through ``map``, e.g. on a cluster; default in turn).
+    ``handles`` keeps the opened arrays (by name) and record arrays for a caller that
+    records the same arrays again and again (the model store's checkpoints).
     """
     fresh, keep_below = fresh or {}, keep_below or {}
+    handles = {} if handles is None else handles
     root = _root(group)
-    recs = group.require_group(GROUP)
+    recs = handles.get(GROUP)
+    if recs is None:
+        recs = handles[GROUP] = group.require_group(GROUP)
     index = record_index(root) or {}
     if names is None:
         names = [n for n, a in group.arrays() if n not in index]
     for name in names:
-        arr = group[name]
+        arr = handles.get(name)
+        if arr is None:
+            arr = handles[name] = group[name]
         assert isinstance(arr, zarr.Array)
         new = _entry(arr)
         old = load_records(root, name) if name in index and keep_below.get(name) else None
@@ -234,7 +244,7 @@ def update_records(
         rec = ArrayRecords(root, name, tuple(new["shape"]), tuple(new["chunks"]),
                            np.zeros(0, np.uint32), new["grows"])  # fmt: skip
         rows = _rows(arr, rec, old, keep, fresh.get(name, {}), map)
-        _write(recs, name, rows, name in STATS)
+        _write(recs, name, rows, name in STATS, handles)
         index[name] = {**new, "token": uuid.uuid4().hex[:12]}
     recs.attrs[ATTR] = {"checksum": DESCRIPTION, "arrays": index}
 
@@ -281,17 +291,35 @@ def _serial(fn: Callable[[int], dict[str, Any]], items: Sequence[int]) -> list[d
     return [fn(j) for j in items]
 
 
-def _write(recs: zarr.Group, name: str, rows: list[dict[str, Any]], stats: bool) -> None:
+def records_of(arr: zarr.Array, data: np.ndarray) -> Fresh:
+    """The records of every chunk of ``arr`` as it holds ``data`` (just written from memory),
+    taken from ``data`` itself: the values a read-back would check, without reading back."""
+    chunks = tuple(arr.metadata.chunk_grid.chunk_shape)  # type: ignore[union-attr,attr-defined]
+    data = np.asarray(data, dtype=arr.dtype)
+    rec = ArrayRecords("", "", tuple(data.shape), chunks, np.zeros(0, np.uint32))
+    return {j: chunk_record(data[rec.region(j)]) for j in range(rec.n_chunks)}
+
+
+def _write(
+    recs: zarr.Group, name: str, rows: list[dict[str, Any]], stats: bool, handles: dict[str, Any]
+) -> None:
     fields = {"": "uint32", **({f"_{k}": v for k, v in STAT_FIELDS.items()} if stats else {})}
     for suffix, dtype in fields.items():
         key = suffix[1:] or "crc"
         values = np.array([r[key] for r in rows], dtype=dtype)
-        out = recs.create_array(
-            f"{_key(name)}{suffix}", shape=values.shape, chunks=(max(1, min(len(values), 65536)),),
-            dtype=dtype, dimension_names=(f"{name}_chunk",), overwrite=True,
-        )  # fmt: skip
+        chunks = (max(1, min(len(values), 65536)),)
+        where = f"{GROUP}/{_key(name)}{suffix}"
+        out = handles.get(where)
+        if out is None or out.shape != values.shape:
+            out = existing_array(recs, f"{_key(name)}{suffix}", values.shape, dtype, chunks)
+        if out is None:
+            out = recs.create_array(
+                f"{_key(name)}{suffix}", shape=values.shape, chunks=chunks, dtype=dtype,
+                dimension_names=(f"{name}_chunk",), overwrite=True,
+            )  # fmt: skip
         if len(values):
             out[:] = values
+        handles[where] = out
 
 
 def _key(name: str) -> str:

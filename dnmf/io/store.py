@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zarr
 
 from dnmf._version import __version__
@@ -124,6 +125,27 @@ def array(group: zarr.Group, name: str) -> zarr.Array:
         raise damaged(where, exc) from None
     if not isinstance(node, zarr.Array):
         raise StoreFormatError(f"{name!r} in the store is not an array; the store is damaged")
+    return node
+
+
+def existing_array(
+    group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any,
+    chunks: tuple[int, ...] | None = None,
+) -> zarr.Array | None:  # fmt: skip
+    """Array ``name`` of ``group`` if it exists with this shape and dtype (and chunks, if
+    given), to be rewritten in place (one write, instead of a delete, a metadata write and
+    a write); None if it is absent, different or its metadata does not parse."""
+    try:
+        node = group[name]
+    except Exception:  # absent or unreadable: the caller writes it anew
+        return None
+    if not isinstance(node, zarr.Array) or node.shape != tuple(shape):
+        return None
+    if node.dtype != np.dtype(dtype):
+        return None
+    grid = tuple(node.metadata.chunk_grid.chunk_shape)  # type: ignore[union-attr,attr-defined]
+    if chunks is not None and grid != tuple(chunks):
+        return None
     return node
 
 
