@@ -15,6 +15,7 @@ grow with the steps, and their workers run without Dask's sampling profiler.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -114,6 +115,20 @@ def connect(
         yield local
 
 
+def connect_timeout() -> float:
+    """Seconds to keep trying a scheduler's address: ``DNMF_CONNECT_TIMEOUT``, default 20."""
+    raw = os.environ.get("DNMF_CONNECT_TIMEOUT", "20")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0:
+        raise DnmfUsageError(
+            f"DNMF_CONNECT_TIMEOUT={raw!r} is not a number of seconds; set it to e.g. 20"
+        )
+    return seconds
+
+
 @contextmanager
 def _join(address: str, progress: bool) -> Iterator[Client]:
     """A client of the running scheduler at ``address``, closed at the end of the block."""
@@ -125,7 +140,7 @@ def _join(address: str, progress: bool) -> Iterator[Client]:
     try:
         # The cluster is someone else's; only this client's own stream log is ours to size.
         with dask.config.set({LOG_KEY: LOG_LENGTH}):
-            remote = Client(address, timeout="20s")
+            remote = Client(address, timeout=f"{connect_timeout()}s")
     except OSError as exc:
         raise DnmfUsageError(
             f"cannot reach the Dask scheduler at {address!r} ({exc}); check the address "

@@ -101,7 +101,10 @@ def test_other_settings_refused_naming_the_setting(
     assert run("ingest", mixed_corpus, "-o", store, "-q", "--rebuild").exit_code == 0
 
 
-def test_unreachable_scheduler_is_one_sentence(mixed_corpus: Path, tmp_path: Path) -> None:
+def test_unreachable_scheduler_is_one_sentence(
+    mixed_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DNMF_CONNECT_TIMEOUT", "2")
     result = run(
         "ingest", mixed_corpus, "-o", tmp_path / "c.zarr", "--scheduler", "tcp://127.0.0.1:9"
     )

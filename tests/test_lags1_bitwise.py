@@ -110,8 +110,18 @@ def test_in_process_equals_the_old_nmf_bitwise(beta: float, schedule: str) -> No
     assert fit.H.tobytes() == H_ref.astype(np.float32).tobytes()
 
 
-@pytest.mark.parametrize("schedule", list(SCHEDULES))
-@pytest.mark.parametrize("beta", BETAS)
+def _on_a_cluster() -> list[object]:
+    """Every beta and schedule; by default each beta once, with the schedules in turn
+    (the in-process test above takes every pair; the rest run with -m slow)."""
+    names = list(SCHEDULES)
+    return [
+        pytest.param(b, s, marks=() if names.index(s) == i % len(names) else pytest.mark.slow)
+        for i, b in enumerate(BETAS)
+        for s in names
+    ]
+
+
+@pytest.mark.parametrize(("beta", "schedule"), _on_a_cluster())
 def test_one_and_two_workers_equal_the_old_nmf_bitwise(
     beta: float, schedule: str, corpus: Path, tmp_path: Path, cluster_client: object
 ) -> None:

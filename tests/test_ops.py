@@ -139,6 +139,7 @@ def dnmf(*args: Any, **kw: Any) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.slow  # the default suite's cluster is a LocalCluster of worker processes
 def test_whole_pipeline_on_a_real_scheduler_and_two_worker_processes(
     tmp_path: Path, cluster_client: Any
 ) -> None:

@@ -206,7 +206,7 @@ def W_of(path: Path) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "model",
-    [{}, {"lags": 4, "init": "pitched", "pitches": [60, 67]}],
+    [{}, pytest.param({"lags": 4, "init": "pitched", "pitches": [60, 67]}, marks=pytest.mark.slow)],
     ids=["lags1", "lags4-pitched"],
 )
 def test_run_twice_then_new_files_refine_and_export_only_new_frames(
