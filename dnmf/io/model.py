@@ -195,30 +195,29 @@ class ModelStore:
         # The records are taken from the values in memory (what a read-back would check),
         # and arrays of an unchanged shape are rewritten in place: a checkpoint is a few
         # small writes, as the fast schedule writes one after every epoch.
-        fresh, h = {}, self._handles
+        fresh, h, writes = {}, self._handles, []
         for name in written:
             value, where = np.asarray(arrays[name]), f"state/slot{slot}/{name}"
             arr = h.get(where)
             if arr is None or arr.shape != value.shape or arr.dtype != value.dtype:
                 arr = existing_array(g, name, value.shape, value.dtype)
             if arr is None:
-                arr = g.create_array(name, data=value, overwrite=True, compressors=None)
-            else:
-                arr[...] = value
+                arr = g.create_array(
+                    name, shape=value.shape, dtype=value.dtype, compressors=None, overwrite=True
+                )
+            writes.append((arr, value))
             h[where] = arr
             fresh[where] = records_of(arr, value)
-        W = state.W[:, :, 0] if state.W.shape[2] == 1 else state.W
+        W = np.asarray(state.W[:, :, 0] if state.W.shape[2] == 1 else state.W, dtype=np.float32)
         if "W" not in h:
             h["W"], h["loss"] = array(self.group, "W"), array(self.group, "loss")
-        h["W"][...] = W
-        fresh["W"] = records_of(h["W"], W)
         losses = np.asarray(state.losses, dtype=np.float64)
         h["loss"].resize((len(losses),))
-        if len(losses):
-            h["loss"][:] = losses
-        fresh["loss"] = records_of(h["loss"], losses)
-        # Before the attrs switch to this checkpoint; the other slot keeps its records.
-        update_records(self.group, list(fresh), fresh=fresh, handles=h)
+        writes += [(h["W"], W), (h["loss"], losses)]
+        fresh["W"], fresh["loss"] = records_of(h["W"], W), records_of(h["loss"], losses)
+        # All written at once, before the attrs switch to this checkpoint; the other slot
+        # keeps its records.
+        update_records(self.group, list(fresh), fresh=fresh, handles=h, writes=writes)
         meta = dict(self.meta)
         meta["checkpoints_written"] = self.meta["checkpoints_written"] + 1
         meta["checkpoint"] = {

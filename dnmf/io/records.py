@@ -43,7 +43,7 @@ import zarr
 
 from dnmf.errors import StoreDamagedError
 from dnmf.io.damage import chunk_damaged, chunk_exists, fix_for, records_damaged
-from dnmf.io.store import existing_array
+from dnmf.io.store import existing_array, write_arrays
 
 __all__ = [
     "ArrayRecords",
@@ -212,6 +212,7 @@ def update_records(
     keep_below: dict[str, int] | None = None,
     map: Callable[[Callable[[int], dict[str, Any]], Sequence[int]], list[Any]] | None = None,
     handles: dict[str, Any] | None = None,
+    writes: Sequence[tuple[zarr.Array, np.ndarray]] = (),
 ) -> None:
     """Record the chunks of ``names`` (default: every root array without a record; a name
     may be a path below the root, as ``state/slot0/W``).
@@ -220,8 +221,11 @@ def update_records(
     takes ``fresh[name][j]`` (computed by the task that wrote it) if given, and is
     otherwise read back here (through ``map``, e.g. on a cluster; default in turn).
     ``handles`` keeps the opened arrays (by name) and record arrays for a caller that
-    records the same arrays again and again (the model store's checkpoints).
+    records the same arrays again and again (the model store's checkpoints), and
+    ``writes`` are the caller's own ``(array, values)`` writes, made together with the
+    records' (:func:`dnmf.io.store.write_arrays`), before the index is switched.
     """
+    pending = list(writes)
     fresh, keep_below = fresh or {}, keep_below or {}
     handles = {} if handles is None else handles
     root = _root(group)
@@ -244,8 +248,9 @@ def update_records(
         rec = ArrayRecords(root, name, tuple(new["shape"]), tuple(new["chunks"]),
                            np.zeros(0, np.uint32), new["grows"])  # fmt: skip
         rows = _rows(arr, rec, old, keep, fresh.get(name, {}), map)
-        _write(recs, name, rows, name in STATS, handles)
+        pending += _record_arrays(recs, name, rows, name in STATS, handles)
         index[name] = {**new, "token": uuid.uuid4().hex[:12]}
+    write_arrays(pending)
     recs.attrs[ATTR] = {"checksum": DESCRIPTION, "arrays": index}
 
 
@@ -300,9 +305,11 @@ def records_of(arr: zarr.Array, data: np.ndarray) -> Fresh:
     return {j: chunk_record(data[rec.region(j)]) for j in range(rec.n_chunks)}
 
 
-def _write(
+def _record_arrays(
     recs: zarr.Group, name: str, rows: list[dict[str, Any]], stats: bool, handles: dict[str, Any]
-) -> None:
+) -> list[tuple[zarr.Array, np.ndarray]]:
+    """The record arrays of ``name`` (made where they do not exist) and what they get."""
+    out_writes = []
     fields = {"": "uint32", **({f"_{k}": v for k, v in STAT_FIELDS.items()} if stats else {})}
     for suffix, dtype in fields.items():
         key = suffix[1:] or "crc"
@@ -317,9 +324,9 @@ def _write(
                 f"{_key(name)}{suffix}", shape=values.shape, chunks=chunks, dtype=dtype,
                 dimension_names=(f"{name}_chunk",), overwrite=True,
             )  # fmt: skip
-        if len(values):
-            out[:] = values
+        out_writes.append((out, values))
         handles[where] = out
+    return out_writes
 
 
 def _key(name: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,25 @@ def existing_array(
     if chunks is not None and grid != tuple(chunks):
         return None
     return node
+
+
+def write_arrays(writes: Sequence[tuple[zarr.Array, np.ndarray]]) -> None:
+    """Write each ``(array, values)`` pair whole, all in one trip to Zarr's event loop.
+
+    One ``array[...] = values`` costs a hand-over to Zarr's I/O thread and back,
+    which on a busy machine takes longer than the write; a checkpoint writes
+    about twenty small arrays, so they go together.
+    """
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def write_all() -> None:
+        await asyncio.gather(
+            *(arr.async_array.setitem(..., values) for arr, values in writes if values.size)
+        )
+
+    sync(write_all())
 
 
 def consolidate(path: StorePath) -> None:
