@@ -36,7 +36,14 @@ from dnmf.io.records import update_records
 from dnmf.io.store import read_meta, write_meta
 from dnmf.nmf.config import LearnConfig
 from dnmf.nmf.init import Informed, h_init_of
-from dnmf.nmf.learner import Progress, check_config, learn, loss_to_error, start_state
+from dnmf.nmf.learner import (
+    Progress,
+    check_config,
+    learn,
+    loss_to_error,
+    stage_kw,
+    start_state,
+)  # fmt: skip
 from dnmf.nmf.plan import h_buffers, passes_done
 from dnmf.nmf.state import LearnState
 
@@ -229,13 +236,16 @@ def _run_learning(
     config: LearnConfig, backend: Any, model: ModelStore, result: LearnResult, state: LearnState,
     h_init: Any, progress: bool, on_step: Any, t0: float,
 ) -> None:  # fmt: skip
-    n_blocks, fast = len(backend.blocks()), h_buffers(config) == 3
+    ranges, fast = backend.blocks(), h_buffers(config) == 3
+    n_blocks, kw = len(ranges), stage_kw(config, ranges)
     run_epochs(
         lambda s, report: learn(
             config, backend, s, h_init=h_init, on_step=report, checkpoint=model.save_checkpoint
         ),
         state, model, result, epochs=config.epochs, progress=progress, on_step=on_step, t0=t0,
-        passes=lambda e: passes_done(n_blocks, e, fast=fast, budget=config.epochs),
+        passes=lambda e: passes_done(
+            n_blocks, e, fast=fast, budget=kw["budget"], min_blocks=kw["min_blocks"]
+        ),
     )  # fmt: skip
 
 

@@ -63,6 +63,23 @@ def test_fast_reaches_a_lower_loss_than_plain_mu_in_the_same_passes(beta: float)
     assert losses["fast"] < 0.8 * losses["full"], losses
 
 
+def test_a_sample_stage_holds_at_least_sample_min_frames() -> None:
+    from dnmf.nmf.learner import stage_kw
+    from dnmf.nmf.plan import min_sample_blocks
+
+    assert min_sample_blocks(65536, 8192) == 8 and min_sample_blocks(0, 8192) == 1
+    # the 20-minute benchmark corpus (7 chunks of 8192): no stage; 2 hours (38): 1/4 and 1/2
+    assert sample_stages(7, 200, min_blocks=8) == []
+    assert sample_stages(38, 200, min_blocks=8) == [(10, 15), (19, 10)]
+    ranges = [(a, a + 8192) for a in range(0, 38 * 8192, 8192)]
+    kw = stage_kw(LearnConfig(rank=4), ranges)
+    assert kw["min_blocks"] == 8 and sample_blocks(38, 0, **kw) is not None
+    assert passes_done(38, 25, fast=True, budget=200, min_blocks=8) == pytest.approx(
+        (15 * 10 + 10 * 19) / 38
+    )
+    assert passes_done(7, 25, fast=True, budget=200, min_blocks=8) == 25
+
+
 def test_fast_stops_on_tol_and_says_so() -> None:
     V = low_rank(1, 400)
     r = fit_in_memory(V, LearnConfig(rank=8, epochs=500, tol=1e-3), block_frames=400)
@@ -90,7 +107,7 @@ def test_fast_is_bitwise_the_same_in_memory_and_for_1_and_2_workers(
 ) -> None:
     from dnmf.cluster import connect
 
-    cfg = LearnConfig(rank=4, lags=lags, epochs=epochs, tol=0, seed=3)
+    cfg = LearnConfig(rank=4, lags=lags, epochs=epochs, tol=0, seed=3, sample_min_frames=0)
     V = CorpusStore.open(corpus).V[:]
     be = MemoryBackend(V, 100)
     mem = learn(cfg, be, start_state(cfg, be))

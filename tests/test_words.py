@@ -73,17 +73,18 @@ def test_learn_counts_passes_where_the_fast_schedule_samples(
 ) -> None:
     from tests.test_learn import write_corpus
 
-    V = np.random.default_rng(1).random((12, 80)).astype(np.float32) + 0.1
-    corpus = write_corpus(tmp_path / "c.zarr", V, chunk_frames=10)  # 8 chunks: samples of 1, 2, 4
+    V = np.random.default_rng(1).random((9, 8 * 16384)).astype(np.float32) + 0.1
+    corpus = write_corpus(tmp_path / "c.zarr", V, chunk_frames=16384)
     result = run("learn", corpus, "--rank", "2", "--epochs", "52", "--tol", "0", "--json")
     assert result.exit_code == 0, result.output
     import json
 
     out = json.loads(result.output[result.output.index("{") :])
-    # 20 epochs on 1/8 of the chunks, 15 on 1/4, 10 on 1/2 (11.25 passes), then 41 whole ones
-    assert out["passes"] == 52.25 and out["epochs"] == 20 + 15 + 10 + 41, out
+    # a sample stage holds >= 65536 frames: of 8 chunks of 16384, only the half (4 chunks)
+    # for 10 epochs (5 passes), then 47 whole ones
+    assert out["passes"] == 52 and out["epochs"] == 10 + 47, out
     text = run("learn", corpus, "--rank", "2", "--epochs", "52", "--tol", "0", "--overwrite").output
-    assert "52.25 passes over the corpus in 86 epochs (epoch limit reached" in text, text
+    assert "52 passes over the corpus in 57 epochs (epoch limit reached" in text, text
 
 
 def test_run_on_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:

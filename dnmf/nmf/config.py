@@ -99,6 +99,11 @@ class LearnConfig(BaseModel):
         Steps between checkpoints (there is always one at an epoch's end).
     sample_frames : int
         Frames sampled for 'nndsvda' and 'kmeans'.
+    sample_min_frames : int
+        The fewest frames a sample stage of the fast schedule may hold (65536, about
+        25 minutes at 22050 Hz and hop 512): a corpus whose 1/8, 1/4 or 1/2 of the
+        blocks holds fewer leaves that stage out, so a small corpus is learned on all
+        of its blocks from the start.
     pitches : tuple of float
         MIDI pitches of the ``pitched`` templates (one component each).
     pitch_tol_up, pitch_tol_down : float
@@ -156,6 +161,7 @@ class LearnConfig(BaseModel):
     fix_H: bool = False
     checkpoint_every: int = Field(10, gt=0)
     sample_frames: int = Field(20000, gt=0)
+    sample_min_frames: int = Field(65536, ge=0)
     pitches: tuple[float, ...] = ()
     pitch_tol_up: float = Field(0.75, ge=0.0)
     pitch_tol_down: float = Field(0.75, ge=0.0)

@@ -39,6 +39,7 @@ from dnmf.nmf.init import HInit, Informed, activation_scale, h_init_of, initial_
 from dnmf.nmf.plan import (
     epoch_steps,
     h_buffers,
+    min_sample_blocks,
     passes_done,
     plan_visits,
     sample_blocks,
@@ -175,7 +176,7 @@ def run_step(
     ranges = backend.blocks()
     twice = None
     if p.n_buffers == 3 and state.pending_prev is not None:
-        twice = visited_twice(len(ranges), state.epoch, seed=cfg.seed, budget=cfg.epochs)
+        twice = visited_twice(len(ranges), state.epoch, **stage_kw(cfg, ranges))
         p = replace(p, extrapolate=state.accel[4] if state.accel is not None else 0.0)
     visits = plan_visits(
         blocks, ranges, n_frames=backend.n_frames, lags=cfg.lags, n_inner=p.n_inner,
@@ -232,18 +233,17 @@ def learn(
             "pass solver='mu'"
         )
     n_blocks = len(ranges)
+    skw = stage_kw(cfg, ranges)
     full_batch = cfg.batch_chunks is None or cfg.batch_chunks >= n_blocks
     fast = h_buffers(cfg) == 3
     # scikit-learn's MiniBatchNMF: the forget factor applies per pass over the data,
     # so a step of a fraction f of the frames forgets forget_factor ** f.
     rho_base = 0.0 if full_batch else cfg.forget_factor
     while (
-        passes_done(n_blocks, state.done_epochs, fast=fast, budget=cfg.epochs) < cfg.epochs - 1e-9
+        passes_done(n_blocks, state.done_epochs, fast=fast, **_passes_kw(skw)) < cfg.epochs - 1e-9
         and not state.converged
     ):
-        sample = (
-            sample_blocks(n_blocks, state.epoch, seed=cfg.seed, budget=cfg.epochs) if fast else None
-        )
+        sample = sample_blocks(n_blocks, state.epoch, **skw) if fast else None
         if sample is None:
             steps = epoch_steps(n_blocks, cfg.batch_chunks, seed=cfg.seed, epoch=state.epoch)
         else:
@@ -259,13 +259,13 @@ def learn(
                 cfg, backend, state, blocks, rho=rho, p=p, done_this_epoch=done, tag=tag
             )
             if fast:
-                _accelerate(cfg, state, loss, n_blocks)
+                _accelerate(cfg, state, loss, n_blocks, skw)
             state.epoch_loss += loss
             state.step_in_epoch += 1
             epoch_done = state.step_in_epoch == len(steps)
             if epoch_done:
                 state.losses.append(state.epoch_loss)
-                if len(state.losses) >= 2 and _whole(fast, n_blocks, state.epoch, cfg):
+                if len(state.losses) >= 2 and _whole(fast, n_blocks, state.epoch, skw):
                     prev, cur = state.losses[-2], state.losses[-1]
                     rel = (prev - cur) / prev if prev > 0 else math.inf
                     # a rise (the extrapolation's safeguard at work) is not convergence
@@ -292,17 +292,31 @@ def learn(
     return state
 
 
-def _whole(fast: bool, n_blocks: int, epoch: int, cfg: LearnConfig) -> bool:
+def stage_kw(cfg: LearnConfig, ranges: list[tuple[int, int]]) -> dict[str, int]:
+    """The keywords of :func:`dnmf.nmf.plan.sample_blocks` for a run of ``cfg`` on these blocks."""
+    block_frames = ranges[0][1] - ranges[0][0] if ranges else 1
+    return {
+        "seed": cfg.seed, "budget": cfg.epochs,
+        "min_blocks": min_sample_blocks(cfg.sample_min_frames, block_frames),
+    }  # fmt: skip
+
+
+def _passes_kw(skw: dict[str, int]) -> dict[str, int]:
+    return {"budget": skw["budget"], "min_blocks": skw["min_blocks"]}
+
+
+def _whole(fast: bool, n_blocks: int, epoch: int, kw: dict[str, int]) -> bool:
     """Whether epoch ``epoch`` and the one before it both visited every block."""
     if not fast:
         return True
-    kw = {"seed": cfg.seed, "budget": cfg.epochs}
     return sample_blocks(n_blocks, epoch, **kw) is None and (
         epoch == 0 or sample_blocks(n_blocks, epoch - 1, **kw) is None
     )
 
 
-def _accelerate(cfg: LearnConfig, state: LearnState, loss: float, n_blocks: int) -> None:
+def _accelerate(
+    cfg: LearnConfig, state: LearnState, loss: float, n_blocks: int, kw: dict[str, int]
+) -> None:
     """The fast schedule's extrapolation of W after a step (:mod:`dnmf.nmf.accel`).
 
     Multiplicative updates only (HALS is exact per column already). A step on
@@ -310,7 +324,6 @@ def _accelerate(cfg: LearnConfig, state: LearnState, loss: float, n_blocks: int)
     """
     if cfg.fix_W or cfg.solver != "mu":
         return
-    kw = {"seed": cfg.seed, "budget": cfg.epochs}
     here = sample_blocks(n_blocks, state.epoch, **kw)
     before = sample_blocks(n_blocks, state.epoch - 1, **kw) if state.epoch else [-1]
     if here != before:
