@@ -88,28 +88,38 @@ def main() -> None:
 
         cfg = LearnConfig(rank=args.rank, epochs=args.epochs, tol=0, seed=0)
 
-        def epoch_seconds(client: Client, out: Path) -> float:
+        def epoch_seconds(client: Client, out: Path) -> tuple[float, float]:
+            """The median epoch of a run (the first left out: start-up), and the median
+            share of its epochs spent computing crcs of H blocks (writes and checks)."""
             marks = [time.perf_counter()]
+            spent = [0.0]
+            shares: list[float] = []
 
             def on_step(p) -> None:  # type: ignore[no-untyped-def]
                 if p.epoch_done:
                     marks.append(time.perf_counter())
+                    shares.append(H_CRC_SECONDS[0] - spent[0])
+                    spent[0] = H_CRC_SECONDS[0]
 
             learn_corpus(path, out, config=cfg, client=client, on_step=on_step, overwrite=True)
             epochs = [b - a for a, b in itertools.pairwise(marks)]
-            return statistics.median(epochs[1:] or epochs)  # the first: start-up
+            share = [h / e for h, e in zip(shares, epochs, strict=True)]
+            return statistics.median(epochs[1:] or epochs), statistics.median(share[1:] or share)
 
         ratios: list[float] = []
         with LocalCluster(
             n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-        ) as cluster, Client(cluster) as client:  # fmt: skip
+        ) as cluster, Client(cluster) as client, timed_H_crcs():  # fmt: skip
             model = Path(tmp) / "m.zarr"
-            epoch = epoch_seconds(client, model)
-            for _ in range(args.repeat if args.ab else 0):
-                on = epoch_seconds(client, Path(tmp) / "on.zarr")
-                with unchecked_buffers():
-                    off = epoch_seconds(client, Path(tmp) / "off.zarr")
-                ratios.append(on / off)
+            epoch, h_share = epoch_seconds(client, model)
+            for n in range(args.repeat if args.ab else 0):
+                # in turn on first, then off first: a shared machine's load falls on both
+                times = {}
+                for checked_H in (True, False) if n % 2 == 0 else (False, True):
+                    ctx = contextlib.nullcontext() if checked_H else unchecked_buffers()
+                    with ctx:
+                        times[checked_H] = epoch_seconds(client, Path(tmp) / f"{checked_H}.zarr")[0]
+                ratios.append(times[True] / times[False])
         H_block = rng.random((args.rank, cf)).astype(np.float32)
         h_check = best(lambda: checksum(H_block), args.repeat)
         resume_s, live = resume_check(model, args.repeat)
@@ -130,6 +140,8 @@ def main() -> None:
     h_ratio = args.chunks * 3 * h_check / epoch
     print(f"H checks / epoch = {h_ratio * 100:.2f} % (target < 5 %); "
           f"with V's: {(ratio + h_ratio) * 100:.2f} %")  # fmt: skip
+    print(f"H crcs timed inside the epochs (writes and checks, median share of an epoch): "
+          f"{h_share * 100:.2f} %")  # fmt: skip
     print(f"--resume check ({live} chunks read and checked, once per resume): "
           f"{resume_s * 1e3:.0f} ms = {resume_s / epoch * 100:.1f} % of one epoch")  # fmt: skip
     if ratios:
@@ -148,6 +160,31 @@ def resume_check(model: Path, repeat: int) -> tuple[float, int]:
     items = store.buffer_chunks(state)
     url = str(Path(store.H_url).resolve())
     return best(lambda: check_chunks_task(items, url), repeat), len(items)
+
+
+#: Seconds spent in the crcs of H blocks (:func:`timed_H_crcs`), in this process.
+H_CRC_SECONDS = [0.0]
+
+
+@contextlib.contextmanager
+def timed_H_crcs() -> Iterator[None]:
+    """Time every crc :mod:`dnmf.io.buffers` takes (the worker runs in this process)."""
+    import dnmf.io.buffers
+
+    plain = dnmf.io.buffers.checksum
+
+    def timed(data: np.ndarray) -> int:
+        t0 = time.perf_counter()
+        try:
+            return plain(data)
+        finally:
+            H_CRC_SECONDS[0] += time.perf_counter() - t0
+
+    dnmf.io.buffers.checksum = timed  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        dnmf.io.buffers.checksum = plain  # type: ignore[assignment]
 
 
 @contextlib.contextmanager

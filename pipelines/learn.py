@@ -244,14 +244,17 @@ def check_buffers(model: ModelStore, state: LearnState, config: LearnConfig, bac
     so that a damaged one stops ``--resume`` before its first step writes anything."""
     from uuid import uuid4
 
-    from dnmf.io.buffers import check_chunks_task
+    from dnmf.io.buffers import check_chunks_task, damaged_error
 
     items = model.buffer_chunks(state, config)
     if not items:  # no records (a dnmf that kept none), or nothing visited yet
         return
     batches = [items[i : i + CHECK_BATCH] for i in range(0, len(items), CHECK_BATCH)]
-    backend.map_blocks(check_chunks_task, batches, backend.H_url,
-                       tag=f"check-H-{backend.token}-{uuid4().hex[:8]}")  # fmt: skip
+    found = backend.map_blocks(check_chunks_task, batches, backend.H_url,
+                               tag=f"check-H-{backend.token}-{uuid4().hex[:8]}")  # fmt: skip
+    damaged = [sentence for part in found for sentence in part]
+    if damaged:
+        raise damaged_error(damaged)
 
 
 def corpus_mean(corpus: CorpusStore, *, map: Any = None) -> float:

@@ -369,9 +369,14 @@ def test_two_buffers_mid_epoch_checks_what_resume_reads_and_not_what_it_rewrites
     done = epoch_steps(6, 2, seed=cfg.seed, epoch=1)[0]
     b = done[0]  # its latest H is in buffer (1 + 1) % 2 = 0; buffer 1 holds its older H
     good = {p: p.read_bytes() for p in cut.rglob("*") if p.is_file()}
-    alter(cut / "state" / "H0" / "c" / "0" / str(b))
-    with pytest.raises(StoreDamagedError, match=f"chunk {b} of state/H0 .* does not match"):
+    for j in done:  # both blocks of the epoch's first step: the first named, one counted
+        alter(cut / "state" / "H0" / "c" / "0" / str(j))
+    damaged = {p: p.read_bytes() for p in cut.rglob("*") if p.is_file()}
+    with pytest.raises(StoreDamagedError) as err:
         learn_corpus(corpus, cut, config=cfg, resume=True, client=cluster_client)
+    assert re.search(f"chunk {b} of state/H0 .* \\(and 1 more damaged chunks\\); its resume",
+                     str(err.value)), err.value  # fmt: skip
+    assert {p: p.read_bytes() for p in cut.rglob("*") if p.is_file()} == damaged  # untouched
     for p, data in good.items():
         p.write_bytes(data)
     alter(cut / "state" / "H1" / "c" / "0" / str(b))  # not referred to: rewritten first

@@ -28,10 +28,18 @@ from typing import Any
 
 import numpy as np
 
+from dnmf.errors import StoreDamagedError
 from dnmf.io.damage import chunk_damaged, chunk_exists
 from dnmf.io.records import ArrayRecords, checksum
 
-__all__ = ["NO_RECORD", "buffer_name", "check_chunks_task", "read_buffer_checked", "written_crc"]
+__all__ = [
+    "NO_RECORD",
+    "buffer_name",
+    "check_chunks_task",
+    "damaged_error",
+    "read_buffer_checked",
+    "written_crc",
+]
 
 #: The table's entry for a chunk without a record.
 NO_RECORD = -1
@@ -107,14 +115,15 @@ def written_crc(arr: Any, start: int, stop: int, data: np.ndarray) -> dict[int, 
     return out
 
 
-def check_chunks_task(items: list[tuple[int, int, int]], H_url: str) -> int:
+def check_chunks_task(items: list[tuple[int, int, int]], H_url: str) -> list[str]:
     """Read and check the chunks ``items = [(buffer, chunk, crc), ...]`` of the buffers in
     ``H_url`` (a task: ``--resume`` checks what the continued run will read before it
-    writes anything). Returns how many had a record."""
+    writes anything). Returns the sentence of each damaged one (none: all match), so
+    that the client can name the first and count the rest."""
     from dnmf.io.blocks import open_array
 
     arrays: dict[int, Any] = {}
-    n = 0
+    damaged = []
     for buffer, j, crc in items:
         if crc < 0:
             continue
@@ -122,7 +131,17 @@ def check_chunks_task(items: list[tuple[int, int, int]], H_url: str) -> int:
             arrays[buffer] = open_array(f"{H_url}/H{buffer}")
         arr = arrays[buffer]
         c = int(arr.chunks[1])
-        read_buffer_checked(arr, H_url, buffer, j * c, min((j + 1) * c, int(arr.shape[1])),
-                            {j: crc})  # fmt: skip
-        n += 1
-    return n
+        try:
+            read_buffer_checked(arr, H_url, buffer, j * c, min((j + 1) * c, int(arr.shape[1])),
+                                {j: crc})  # fmt: skip
+        except StoreDamagedError as exc:
+            damaged.append(str(exc))
+    return damaged
+
+
+def damaged_error(sentences: list[str]) -> StoreDamagedError:
+    """One sentence for the damaged chunks of :func:`check_chunks_task`: the first one
+    named, the others counted."""
+    head, _, fix = sentences[0].partition("; ")
+    more = f" (and {len(sentences) - 1} more damaged chunks)" if len(sentences) > 1 else ""
+    return StoreDamagedError(f"{head}{more}; {fix}")
