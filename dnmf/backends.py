@@ -8,7 +8,8 @@ process (the estimators, the tests); :class:`DaskBackend` on a cluster, where
 W is scattered once per step, one task per block runs the visit on the worker
 (which opens the Zarr arrays itself; the client never pulls V), the
 statistics are summed by tasks too, and only the root, O(n_bins · rank),
-comes back. Each task pins BLAS to one thread, so a block's arithmetic is the
+comes back, with the crc of each chunk of H the visits wrote (4 bytes a block,
+:mod:`dnmf.io.buffers`). Each task pins BLAS to one thread, so a block's arithmetic is the
 same on every worker; with the fixed tree the step is bitwise the same for
 any number of workers, and after a retried task. Nothing else in dnmf's
 learning and export code calls ``submit`` or ``scatter``.
@@ -26,7 +27,7 @@ from dnmf.io.blocks import absolute, open_array, read_checked
 from dnmf.nmf.divergence import check_nonnegative
 from dnmf.nmf.mask import MaskSpec, block_mask
 from dnmf.nmf.plan import Visit, blocks_of, tree_sum
-from dnmf.nmf.visit import Stats, VisitParams, add_stats, visit_block, visit_task
+from dnmf.nmf.visit import StepStats, VisitParams, add_stats, add_step, visit_block, visit_task
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -51,7 +52,11 @@ class Backend(Protocol):
 
     def step(
         self, visits: list[Visit], W: np.ndarray, epoch: int, p: VisitParams, tag: str
-    ) -> Stats: ...
+    ) -> StepStats:
+        """The visits' (num, den, loss), tree-summed, and ``written``: rows (block, crc) of
+        the activation chunks they wrote in a store (:mod:`dnmf.io.buffers`; none in
+        process)."""
+        ...
 
     def map_blocks(
         self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, tag: str,
@@ -131,12 +136,13 @@ class MemoryBackend:
 
     def step(
         self, visits: list[Visit], W: np.ndarray, epoch: int, p: VisitParams, tag: str
-    ) -> Stats:
+    ) -> StepStats:
         from dnmf.cluster import one_blas_thread
 
         with one_blas_thread():  # as on a worker: the same arithmetic
             leaves = [visit_block(self, v, W, epoch, p) for v in visits]
-        return tree_sum(leaves, add_stats)  # type: ignore[no-any-return]
+        num, den, loss = tree_sum(leaves, add_stats)
+        return num, den, loss, np.zeros((0, 2), dtype=np.int64)  # no store: nothing to record
 
     def map_blocks(
         self, fn: Callable[..., Any], items: Sequence[Any], *args: Any, tag: str,
@@ -365,9 +371,10 @@ class DaskBackend:
 
     def step(
         self, visits: list[Visit], W: np.ndarray, epoch: int, p: VisitParams, tag: str
-    ) -> Stats:
+    ) -> StepStats:
         """One graph for the step: the visits, each preferring its block's home worker, and
-        the fixed tree of sums; computed at once, and only its root comes back."""
+        the fixed tree of sums; computed at once, and only its root comes back (with the
+        crc of every chunk of H the visits wrote)."""
         from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
         c = self.client
@@ -391,7 +398,7 @@ class DaskBackend:
 
         def add(x: str, y: str) -> str:
             k = f"{key}-sum-{len(sums)}"
-            sums[k] = (add_stats, x, y)
+            sums[k] = (add_step, x, y)
             return k
 
         root = tree_sum(leaves, add)
@@ -403,7 +410,7 @@ class DaskBackend:
             graph[f"{key}-sum"] = MaterializedLayer(sums)
             deps[f"{key}-sum"] = set(layers)
         future = c.get(HighLevelGraph(graph, deps), root, sync=False, retries=3)
-        result: Stats = future.result()
+        result: StepStats = future.result()
         # Held until the next step's graph is in: the scheduler then keeps one task group
         # (all keys of a run share one) and one span for the whole run, where a group and
         # a span that emptied between steps would be made anew, and the span kept, at

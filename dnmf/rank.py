@@ -56,20 +56,24 @@ def split_losses(
 
 
 def split_losses_task(
-    item: tuple[int, int, int, np.ndarray, np.ndarray | None], W: np.ndarray, V_url: str,
-    H_url: str, spec: MaskSpec, beta: float,
+    item: tuple[int, int, int, np.ndarray, np.ndarray | None, dict[int, int]], W: np.ndarray,
+    V_url: str, H_url: str, spec: MaskSpec, beta: float,
 ) -> tuple[float, float, float, float]:  # fmt: skip
-    """:func:`split_losses` of block ``item = (start, stop, buffer, scale, halo_scale)`` on
-    a worker: V from the corpus, H from the model store's buffer times the block's
-    pending scale, and for a model of several lags the ``lags - 1`` frames before the
-    block times the previous block's (``halo_scale``; None at the corpus start)."""
-    from dnmf.io.blocks import open_array
+    """:func:`split_losses` of block ``item = (start, stop, buffer, scale, halo_scale,
+    expect)`` on a worker: V from the corpus, H from the model store's buffer times the
+    block's pending scale, and for a model of several lags the ``lags - 1`` frames before
+    the block times the previous block's (``halo_scale``; None at the corpus start).
+    Each chunk read is checked: V against the corpus's records, H against the crcs of
+    ``expect`` (chunk -> crc, :mod:`dnmf.io.buffers`)."""
+    from dnmf.io.blocks import open_array, read_checked
+    from dnmf.io.buffers import read_buffer_checked
 
-    start, stop, buffer, scale, halo_scale = item
+    start, stop, buffer, scale, halo_scale, expect = item
     lags = W.shape[2] if W.ndim == 3 else 1
     first = max(0, start - (lags - 1))
-    V = np.asarray(open_array(V_url)[:, start:stop])
-    H = np.asarray(open_array(f"{H_url}/H{buffer}")[:, first:stop], dtype=np.float64)
+    V = read_checked(V_url, start, stop)
+    H_arr = open_array(f"{H_url}/H{buffer}")
+    H = read_buffer_checked(H_arr, H_url, buffer, first, stop, expect).astype(np.float64)
     H[:, start - first :] *= scale[:, None]
     if start > first:
         assert halo_scale is not None, "a block after the first has a previous block"

@@ -222,6 +222,7 @@ def learn_corpus(
             model.meta = meta
         else:
             result.resumed_from_step = state.global_step
+            check_buffers(model, state, config, backend)  # before anything is written
         h_init = h_init_of(config, informed)
         try:
             _run_learning(config, backend, model, result, state, h_init, progress, on_step, t0)
@@ -247,6 +248,29 @@ def _run_learning(
             n_blocks, e, fast=fast, budget=kw["budget"], min_blocks=kw["min_blocks"]
         ),
     )  # fmt: skip
+
+
+#: Activation chunks checked per task by :func:`check_buffers`.
+CHECK_BATCH = 64
+
+
+def check_buffers(model: ModelStore, state: LearnState, config: LearnConfig, backend: Any) -> None:
+    """Read and check, where they lie, every activation chunk the checkpoint ``state``
+    refers to and has a record of (what the resumed run reads; :mod:`dnmf.io.buffers`),
+    so that a damaged one stops ``--resume`` before its first step writes anything."""
+    from uuid import uuid4
+
+    from dnmf.io.buffers import check_chunks_task, damaged_error
+
+    items = model.buffer_chunks(state, config)
+    if not items:  # no records (a dnmf that kept none), or nothing visited yet
+        return
+    batches = [items[i : i + CHECK_BATCH] for i in range(0, len(items), CHECK_BATCH)]
+    found = backend.map_blocks(check_chunks_task, batches, backend.H_url,
+                               tag=f"check-H-{backend.token}-{uuid4().hex[:8]}")  # fmt: skip
+    damaged = [sentence for part in found for sentence in part]
+    if damaged:
+        raise damaged_error(damaged)
 
 
 def corpus_mean(corpus: CorpusStore, *, map: Any = None) -> float:

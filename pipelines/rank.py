@@ -116,7 +116,9 @@ def rank_corpus(
                     f"--lags {cfg.lags} reaches back over more than one block of {block} "
                     "frames; use fewer lags or bigger chunks"
                 )
-            items = [(a, z, buffer, pending[b], pending[b - 1] if b else None)
+            crc = state.H_crc  # the records of the chunks each block's task reads (b - 1: halo)
+            items = [(a, z, buffer, pending[b], pending[b - 1] if b else None,
+                      {} if crc is None else {j: int(crc[buffer, j]) for j in (b - 1, b) if j >= 0})
                      for b, (a, z) in enumerate(backend.blocks())]  # fmt: skip
             parts = backend.map_blocks(
                 split_losses_task, items, np.ascontiguousarray(state.W),

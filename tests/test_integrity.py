@@ -8,6 +8,7 @@ altered in place or truncated, and an edited ``zarr.json`` shape.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,6 +112,8 @@ def test_every_store_records_its_chunks(stores: Path) -> None:
                ("corpus.zarr", "model.zarr", "activations.zarr")}  # fmt: skip
     assert checked["corpus.zarr"]["V"] == n and checked["corpus.zarr"]["file"] == 1
     assert checked["model.zarr"]["W"] == 1 and checked["activations.zarr"]["H"] == n
+    # the activation chunks the checkpoint refers to: the latest and the previous buffer
+    assert checked["model.zarr"]["state/H2"] == checked["model.zarr"]["state/H1"] == n
     result = run("info", stores / "corpus.zarr", "--check")
     assert result.exit_code == 0, result.output
     assert "every one matches its record" in result.output
@@ -263,3 +266,122 @@ def test_a_damaged_checkpoint_is_refused_by_resume(
     result = run("learn", corpus, "-o", model, "--rank", "2", "--epochs", "3", "--resume", "-q")
     assert_exit_2(result, str(model), where, words, "learn again without --resume")
     assert {p: p.read_bytes() for p in model.rglob("*") if p.is_file()} == before
+
+
+# -- the activation buffers state/H0..H2: records kept by the client, saved per checkpoint --
+def checkpoint_of(model: Path) -> dict:  # type: ignore[type-arg]
+    return zarr.open_group(str(model), mode="r").attrs["dnmf"]["checkpoint"]  # type: ignore[index,return-value,call-overload]
+
+
+def test_the_checkpoint_records_the_activation_chunks_it_refers_to(stores: Path) -> None:
+    """The slot's table holds the crc of each chunk as its visit wrote it; the slot's own
+    records cover the table; the activations read through it."""
+    from dnmf.io.model import ModelStore
+    from dnmf.io.records import checksum, load_records
+
+    model = ModelStore.open(stores / "model.zarr")
+    ck = checkpoint_of(stores / "model.zarr")
+    assert ck["has_H_records"] and ck["epoch"] == 2  # the fast schedule: three buffers
+    state = model.load_checkpoint()
+    assert state is not None and state.H_crc is not None and state.H_crc.shape == (3, 3)
+    live = model.buffer_chunks(state)
+    # every block's latest activations (buffer 2 % 3) and its previous ones (buffer 1)
+    assert sorted((k, b) for k, b, _ in live) == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
+    for k, b, crc in live:
+        H = zarr.open_array(str(stores / "model.zarr" / "state" / f"H{k}"), mode="r")
+        assert crc == checksum(np.asarray(H[:, 32 * b : 32 * (b + 1)]))
+    assert load_records(model.path, f"state/slot{ck['slot']}/H_crc") is not None
+    assert model.activations().shape == (2, 88)
+
+
+@pytest.mark.parametrize("how", list(DAMAGE))
+@pytest.mark.parametrize("which", ["latest", "previous"])
+def test_a_damaged_activation_chunk_is_refused_by_resume(
+    stores: Path, tmp_path: Path, how: str, which: str, on_cluster: str
+) -> None:
+    """A chunk of the buffers a checkpoint refers to (the latest activations, and the
+    previous ones the fast schedule extrapolates from) is checked before the resumed run
+    writes anything: one sentence naming the store, the buffer and the chunk."""
+    damage, words = DAMAGE[how]
+    model = copy(stores, "model.zarr", tmp_path)
+    epoch = checkpoint_of(model)["epoch"]
+    k = epoch % 3 if which == "latest" else (epoch - 1) % 3
+    damage(model / "state" / f"H{k}" / "c" / "0" / "1")
+    before = {p: p.read_bytes() for p in model.rglob("*") if p.is_file()}
+    corpus = stores / "corpus.zarr"
+    result = run("learn", corpus, "-o", model, "--rank", "2", "--epochs", "3", "--resume", "-q")
+    where = f"chunk 1 of state/H{k} (frames 32-63)"
+    assert_exit_2(result, str(model), where, words, "learn again without --resume")
+    assert {p: p.read_bytes() for p in model.rglob("*") if p.is_file()} == before
+
+
+def test_a_damaged_activation_chunk_stops_its_readers(stores: Path, tmp_path: Path) -> None:
+    """ModelStore.activations(), dnmf rank's per-block task and dnmf info --check check
+    the activation chunks they read."""
+    from dnmf.errors import StoreDamagedError
+    from dnmf.io.model import ModelStore
+    from dnmf.nmf.mask import MaskSpec
+    from dnmf.rank import split_losses_task
+
+    model = copy(stores, "model.zarr", tmp_path)
+    epoch = checkpoint_of(model)["epoch"]
+    alter(model / "state" / f"H{epoch % 3}" / "c" / "0" / "2")
+    where = f"chunk 2 of state/H{epoch % 3} (frames 64-87) does not match"
+    store = ModelStore.open(model)
+    with pytest.raises(StoreDamagedError, match=re.escape(where)):
+        store.activations()
+    state = store.load_checkpoint()
+    assert state is not None and state.H_crc is not None and state.pending is not None
+    k = epoch % 3
+    item = (64, 88, k, state.pending[2], None, {2: int(state.H_crc[k, 2])})
+    with pytest.raises(StoreDamagedError, match=re.escape(where)):
+        split_losses_task(item, state.W, str(stores / "corpus.zarr" / "V"), str(model / "state"),
+                          MaskSpec(), 1.0)  # fmt: skip
+    assert_exit_2(run("info", model, "--check"), str(model), where, "without --resume")
+
+
+def test_two_buffers_mid_epoch_checks_what_resume_reads_and_not_what_it_rewrites(
+    tmp_path: Path, cluster_client: object
+) -> None:
+    """Minibatch (two buffers), a checkpoint in mid-epoch, then a step whose H writes the
+    crash left behind: a damaged chunk the checkpoint refers to (a block done this epoch,
+    in the other buffer) is refused; damage to a chunk it does not refer to (that block's
+    older activations, rewritten before they are read) is not, and the resumed run ends
+    bitwise where an uninterrupted one ends."""
+    from dnmf.errors import StoreDamagedError
+    from dnmf.io.model import ModelStore
+    from dnmf.nmf.config import LearnConfig
+    from dnmf.nmf.plan import epoch_steps
+    from pipelines.learn import learn_corpus
+    from tests.test_learn import Crash, crash_at, write_corpus
+
+    rng = np.random.default_rng(9)
+    V = (rng.random((17, 3)) @ rng.random((3, 96)) + 0.01).astype(np.float32)
+    corpus = write_corpus(tmp_path / "corpus.zarr", V, chunk_frames=16)  # 6 blocks
+    cfg = LearnConfig(rank=2, epochs=3, batch_chunks=2, checkpoint_every=2, tol=0,
+                      schedule="full", solver="mu")  # fmt: skip
+    whole = learn_corpus(corpus, tmp_path / "whole.zarr", config=cfg, client=cluster_client)
+    cut = tmp_path / "cut.zarr"
+    with pytest.raises(Crash):  # 3 steps an epoch: the checkpoint is step 4 (epoch 1, step 1)
+        learn_corpus(corpus, cut, config=cfg, client=cluster_client, on_step=crash_at(5))
+    ck = checkpoint_of(cut)
+    assert (ck["epoch"], ck["step_in_epoch"], ck["global_step"]) == (1, 1, 4)
+    done = epoch_steps(6, 2, seed=cfg.seed, epoch=1)[0]
+    b = done[0]  # its latest H is in buffer (1 + 1) % 2 = 0; buffer 1 holds its older H
+    good = {p: p.read_bytes() for p in cut.rglob("*") if p.is_file()}
+    for j in done:  # both blocks of the epoch's first step: the first named, one counted
+        alter(cut / "state" / "H0" / "c" / "0" / str(j))
+    damaged = {p: p.read_bytes() for p in cut.rglob("*") if p.is_file()}
+    with pytest.raises(StoreDamagedError) as err:
+        learn_corpus(corpus, cut, config=cfg, resume=True, client=cluster_client)
+    assert re.search(f"chunk {b} of state/H0 .* \\(and 1 more damaged chunks\\); its resume",
+                     str(err.value)), err.value  # fmt: skip
+    assert {p: p.read_bytes() for p in cut.rglob("*") if p.is_file()} == damaged  # untouched
+    for p, data in good.items():
+        p.write_bytes(data)
+    alter(cut / "state" / "H1" / "c" / "0" / str(b))  # not referred to: rewritten first
+    resumed = learn_corpus(corpus, cut, config=cfg, resume=True, client=cluster_client)
+    assert resumed.resumed_from_step == 4 and resumed.losses == whole.losses
+    a, c = ModelStore.open(tmp_path / "whole.zarr"), ModelStore.open(cut)
+    assert a.W.tobytes() == c.W.tobytes()
+    assert a.activations().tobytes() == c.activations().tobytes()

@@ -355,10 +355,12 @@ def test_a_model_store_of_the_previous_version_opens_resumes_and_exports(
     old_config = {k: v for k, v in meta["config"].items() if k in _V0_KEYS}
     meta.update(config=old_config, model="nmf")
     del meta["lags"]
+    del meta["checkpoint"]["has_H_records"]  # nor records of its activation buffers
     write_meta(group, meta)
     slot = zarr.open_group(path / "state" / f"slot{meta['checkpoint']['slot']}", mode="r+")
     W3 = slot["W"][:]
     slot.create_array("W", data=W3[:, :, 0], overwrite=True)  # the old 2-D slot
+    del slot["H_crc"]
     records = zarr.open_group(path / "chunks", mode="r+")  # and no records of its slots
     index = dict(records.attrs["dnmf_records"])  # type: ignore[arg-type]
     arrays = {k: v for k, v in index["arrays"].items() if not k.startswith("state/")}  # type: ignore[union-attr]

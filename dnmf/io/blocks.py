@@ -1,5 +1,6 @@
 """Block I/O on workers: V read from the corpus store (through a per-process cache),
-the double-buffered activations ``H0``/``H1`` read and written in the model store.
+the activation buffers ``H0``, ``H1`` (``H2``) read and written in the model store,
+each chunk checked against its record (:mod:`dnmf.io.records`, :mod:`dnmf.io.buffers`).
 
 A worker opens the Zarr arrays itself from a path or URL; nothing here knows
 Dask. The learner's visits (:mod:`dnmf.nmf.visit`) read and write through
@@ -198,16 +199,26 @@ class ZarrBlockIO:
     """A worker's view of one block: ``V`` from the corpus, ``H0``/``H1`` in the model store,
     and the weights ``M`` of a user mask store aligned with V (``M_url``), if any.
 
-    Each chunk of V read is checked against the corpus's records: a missing,
+    Each chunk of V read is checked against the corpus's records, and each chunk of
+    H named in ``expect`` against the crc its writer returned: a missing,
     truncated or altered chunk raises :class:`~dnmf.errors.StoreDamagedError`
-    naming it, never a block of zeros.
+    naming it, never a block of zeros. Each write of H notes the crc of what it
+    wrote in ``written``, for the visit to return with its statistics.
     """
 
-    def __init__(self, V_url: str, H_url: str, M_url: str = "") -> None:
+    def __init__(
+        self, V_url: str, H_url: str, M_url: str = "",
+        expect: dict[tuple[int, int], int] | None = None,
+    ) -> None:  # fmt: skip
         self.V_url, self.H_url, self.M_url = V_url, H_url, M_url
         self._V: Any = None
         self._M: Any = None
         self._H: dict[int, Any] = {}
+        #: (buffer, chunk) -> the crc its writer recorded: checked when read
+        #: (:mod:`dnmf.io.buffers`); a chunk not named here is read unchecked.
+        self.expect = expect or {}
+        #: chunk -> the crc of what :meth:`write_H` wrote there (-1: written in part).
+        self.written: dict[int, int] = {}
 
     def read_M(self, start: int, stop: int) -> np.ndarray:
         """The mask store's frames ``[start, stop)`` (through the block cache, as V)."""
@@ -233,10 +244,21 @@ class ZarrBlockIO:
         return self._H[buffer]
 
     def read_H(self, buffer: int, start: int, stop: int) -> np.ndarray:
-        return np.asarray(self._buffer(buffer)[:, start:stop])
+        arr = self._buffer(buffer)
+        expect = {j: crc for (b, j), crc in self.expect.items() if b == buffer}
+        if not expect:
+            return np.asarray(arr[:, start:stop])
+        from dnmf.io.buffers import read_buffer_checked
+
+        return read_buffer_checked(arr, self.H_url, buffer, start, stop, expect)
 
     def write_H(self, buffer: int, start: int, stop: int, H: np.ndarray) -> None:
-        self._buffer(buffer)[:, start:stop] = H
+        from dnmf.io.buffers import written_crc
+
+        arr = self._buffer(buffer)
+        data = np.ascontiguousarray(H, dtype=arr.dtype)  # what the chunk will hold
+        arr[:, start:stop] = data
+        self.written.update(written_crc(arr, start, stop, data))
 
 
 def create_H_buffers(

@@ -83,6 +83,8 @@ def verify_store(path: str | os.PathLike[str]) -> dict[str, int]:
     Returns ``{array: chunks checked}``; raises :class:`StoreDamagedError` naming the
     first damaged chunk (and how many more there are) if any is missing, truncated or
     altered, or if the store has no records (an older dnmf's: any reader records them).
+    For a model store, the chunks of the activation buffers its last checkpoint refers
+    to are checked too, against the checkpoint's records (:mod:`dnmf.io.buffers`).
     """
     path = str(path)
     index = record_index(path)
@@ -104,9 +106,34 @@ def verify_store(path: str | os.PathLike[str]) -> dict[str, int]:
             except StoreDamagedError as exc:
                 errors.append(exc)
         done[name] = rec.n_chunks
+    if not errors:  # a model's activation buffers, by the records of its checkpoint
+        done.update(_verify_buffers(path, group, errors))
     if errors:
         more = f" (and {len(errors) - 1} more damaged chunks)" if len(errors) > 1 else ""
         first = str(errors[0])
         head, _, fix = first.partition("; ")
         raise StoreDamagedError(f"{head}{more}; {fix}")
+    return done
+
+
+def _verify_buffers(path: str, group: Any, errors: list[StoreDamagedError]) -> dict[str, int]:
+    meta = group.attrs.get("dnmf", {})
+    if not isinstance(meta, dict) or meta.get("kind") != "model" or not meta.get("checkpoint"):
+        return {}
+    from dnmf.io.buffers import read_buffer_checked
+    from dnmf.io.model import ModelStore
+
+    model = ModelStore.open(path)
+    state = model.load_checkpoint()
+    assert state is not None
+    done: dict[str, int] = {}
+    for k, j, crc in model.buffer_chunks(state):
+        arr = group[f"state/H{k}"]
+        c = int(arr.chunks[1])
+        try:
+            read_buffer_checked(arr, model.H_url, k, j * c, min((j + 1) * c, arr.shape[1]),
+                                {j: crc})  # fmt: skip
+        except StoreDamagedError as exc:
+            errors.append(exc)
+        done[f"state/H{k}"] = done.get(f"state/H{k}", 0) + 1
     return done

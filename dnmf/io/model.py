@@ -8,14 +8,17 @@ Layout (Zarr format 3, DESIGN.md section 2)::
       frequency  (bin,)            Hz, from the corpus
       loss       (epoch,)          float64, the β-divergence summed over each epoch's visits
       state/H0, state/H1  (component, frame)  the double-buffered activations
+                 (and state/H2 under the fast schedule)
       state/slot0, state/slot1     two checkpoint slots: W (bin, component, lag), A, B,
-                                   pending, visited
+                                   pending, visited, H_crc (buffer, block): the crc32 of
+                                   each chunk of the buffers as its visit wrote it
       attrs["dnmf"] = {kind: "model", lags, config, v_mean,
                        corpus: {path, fingerprint, ...},
                        block_frames, status, checkpoint: {slot, epoch, ...}}
       chunks/      the per-chunk records of the root arrays (dnmf.io.records), rewritten
-                   with W and loss at every checkpoint; state/ (scratch to resume from,
-                   written by the learner's tasks) has none
+                   with W and loss and the slot at every checkpoint; the buffers
+                   state/H*, rewritten by the learner's tasks every epoch, have theirs
+                   in the slot's H_crc instead (dnmf.io.buffers)
 
 A checkpoint is written to the slot not in use, then the attrs are switched to
 it in one atomic write, so a crash leaves the old checkpoint or the new one
@@ -190,7 +193,7 @@ class ModelStore:
             g = self._slots[slot] = self.group.require_group("state").require_group(f"slot{slot}")
         arrays = {"W": state.W, "A": state.A, "B": state.B, "pending": state.pending,
                   "visited": state.visited, "W_prev": state.W_prev,
-                  "pending_prev": state.pending_prev}  # fmt: skip
+                  "pending_prev": state.pending_prev, "H_crc": state.H_crc}  # fmt: skip
         written = [name for name, value in arrays.items() if value is not None]
         # The records are taken from the values in memory (what a read-back would check),
         # and arrays of an unchanged shape are rewritten in place: a checkpoint is a few
@@ -232,6 +235,7 @@ class ModelStore:
             "has_accumulators": state.A is not None,
             "accel": list(state.accel) if state.accel is not None else None,
             "has_previous": state.pending_prev is not None,
+            "has_H_records": state.H_crc is not None,
             "written": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         write_meta(self.group, meta)
@@ -265,6 +269,8 @@ class ModelStore:
             W_prev=get("W_prev") if ck.get("accel") is not None else None,
             accel=tuple(ck["accel"]) if ck.get("accel") is not None else None,  # type: ignore[arg-type]
             pending_prev=get("pending_prev") if ck.get("has_previous") else None,
+            # a checkpoint of a dnmf that kept no records of the buffers: none (unchecked)
+            H_crc=get("H_crc") if ck.get("has_H_records") else None,
         )
 
     def _slot_array(self, slot: int, name: str) -> np.ndarray:
@@ -284,19 +290,53 @@ class ModelStore:
         self.meta = read_meta(self.group, self.kind, self.path)
         consolidate(self.path)
 
+    def buffer_chunks(
+        self, state: LearnState, cfg: LearnConfig | None = None
+    ) -> list[tuple[int, int, int]]:
+        """``(buffer, chunk, crc)`` of each activation chunk the checkpoint ``state`` refers
+        to that has a record: what a run continued from it with ``cfg`` (default: the
+        model's config) reads (:func:`dnmf.nmf.plan.checkpoint_chunks`)."""
+        from dnmf.nmf.plan import checkpoint_chunks
+
+        if state.H_crc is None:
+            return []
+        crc = state.H_crc
+        chunks = checkpoint_chunks(cfg or self.config, state, int(self.meta["block_frames"]))
+        return [(k, b, int(crc[k, b])) for k, b in chunks if crc[k, b] >= 0]
+
     def activations(self) -> np.ndarray:
         """H of every corpus frame as the last checkpoint left it, pending scales applied.
 
         ``(component, frame)``, float64 (the stored float32 activations times the
-        float64 scales of the normalisation that have not reached them yet).
+        float64 scales of the normalisation that have not reached them yet). Each
+        block's chunk is read from the buffer that holds its latest activations and
+        checked against the checkpoint's record of it (:mod:`dnmf.io.buffers`).
         """
-        ck = self.meta.get("checkpoint")
-        if not ck:
+        from dnmf.io.buffers import read_buffer_checked
+        from dnmf.nmf.plan import checkpoint_done, read_buffer
+
+        state = self.load_checkpoint()
+        if state is None:
             raise StoreMismatchError(
                 f"model store {self.path!r} holds no checkpoint yet; learn or resume it first"
             )
-        n_buffers = 3 if ck.get("has_previous") else 2
-        H = np.asarray(array(self.group, f"state/H{ck['epoch'] % n_buffers}")[:])
-        pending = self._slot_array(ck["slot"], "pending")
+        assert state.pending is not None and state.visited is not None
+        done = checkpoint_done(self.config, state)
         block = int(self.meta["block_frames"])
-        return H * np.repeat(pending, block, axis=0)[: H.shape[1]].T
+        arrays = {k: array(self.group, f"state/H{k}") for k in range(state.n_buffers)}
+        n_frames = int(arrays[0].shape[1])
+        where = [read_buffer(b, epoch=state.epoch, n_buffers=state.n_buffers, done=done)
+                 for b in range(len(state.visited))]  # fmt: skip
+        H = np.empty((int(arrays[0].shape[0]), n_frames), dtype=arrays[0].dtype)
+        b0 = 0
+        for b in range(1, len(where) + 1):  # runs of blocks in one buffer: one read each
+            if b < len(where) and where[b] == where[b0]:
+                continue
+            k = where[b0]
+            expect = {}
+            if state.H_crc is not None:
+                expect = {j: int(state.H_crc[k, j]) for j in range(b0, b) if state.visited[j]}
+            a, z = b0 * block, min(b * block, n_frames)
+            H[:, a:z] = read_buffer_checked(arrays[k], self.H_url, k, a, z, expect)
+            b0 = b
+        return H * np.repeat(state.pending, block, axis=0)[:n_frames].T  # type: ignore[no-any-return]

@@ -170,7 +170,9 @@ def run_step(
     """Visit ``blocks`` on the backend and fold their statistics into the state.
 
     Returns the step's loss and frames. ``rho`` is the accumulators' forgetting
-    (0: the plain multiplicative update of full batch).
+    (0: the plain multiplicative update of full batch). Each visit reads the chunks
+    of H the state's records name, checked, and the crcs of the chunks the step
+    wrote go into them (:mod:`dnmf.io.buffers`).
     """
     assert state.pending is not None and state.visited is not None
     ranges = backend.blocks()
@@ -182,9 +184,10 @@ def run_step(
         blocks, ranges, n_frames=backend.n_frames, lags=cfg.lags, n_inner=p.n_inner,
         epoch=state.epoch, visited=state.visited, pending=state.pending,
         done_this_epoch=done_this_epoch, n_buffers=p.n_buffers,
-        pending_prev=state.pending_prev, twice=twice,
+        pending_prev=state.pending_prev, twice=twice, records=state.H_crc,
     )  # fmt: skip
-    num, den, loss = backend.step(visits, state.W, state.epoch, p, tag)
+    num, den, loss, written = backend.step(visits, state.W, state.epoch, p, tag)
+    state.record_H((state.epoch + 1) % p.n_buffers, written, p.n_buffers)
     frames = sum(ranges[b][1] - ranges[b][0] for b in blocks)
     for b in blocks:
         if state.pending_prev is not None:

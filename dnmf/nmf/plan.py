@@ -21,11 +21,15 @@ __all__ = [
     "Piece",
     "Visit",
     "blocks_of",
+    "checkpoint_chunks",
+    "checkpoint_done",
     "epoch_steps",
     "h_buffers",
+    "live_chunks",
     "min_sample_blocks",
     "passes_done",
     "plan_visits",
+    "read_buffer",
     "sample_blocks",
     "sample_stages",
     "tree_sum",
@@ -82,6 +86,10 @@ class Piece:
     #: reads them, scaled by ``prev_scale``); None where there are none.
     prev_buffer: int | None = None
     prev_scale: np.ndarray | None = None
+    #: The crc32 the run recorded when it wrote the chunk read from ``buffer`` (and
+    #: ``prev_buffer``); -1: no record (never written by a recorded visit).
+    crc: int = -1
+    prev_crc: int = -1
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,7 @@ def plan_visits(
     n_buffers: int = 2,
     pending_prev: np.ndarray | None = None,
     twice: np.ndarray | None = None,
+    records: np.ndarray | None = None,
 ) -> list[Visit]:
     """The visits of one step: each block's window and the buffer of every piece of it.
 
@@ -126,6 +135,9 @@ def plan_visits(
     of the last two epochs (``twice[b]``) also its previous activations from
     ``(epoch - 1) % 3``, scaled by ``pending_prev[b]``; visits write
     ``(epoch + 1) % 3``, which no visit of the step reads.
+
+    ``records`` (``(n_buffers, n_blocks)``, :attr:`LearnState.H_crc`) gives each
+    piece the crc of the chunk it reads, for the reader to check.
     """
     before, after = halo(lags, n_inner)
     block_frames = ranges[0][1] - ranges[0][0]
@@ -137,21 +149,79 @@ def plan_visits(
         for nb in range(lo // block_frames, (hi - 1) // block_frames + 1):
             na, nz = ranges[nb]
             fresh = not bool(visited[nb])
-            if n_buffers == 2:
-                buffer = (epoch + 1) % 2 if nb in done_this_epoch else epoch % 2
-            else:
-                buffer = epoch % n_buffers
+            buffer = read_buffer(nb, epoch=epoch, n_buffers=n_buffers, done=done_this_epoch)
             scale = None if fresh else np.asarray(pending[nb], dtype=np.float64)
             prev_buffer = prev_scale = None
             if not fresh and twice is not None and pending_prev is not None and twice[nb]:
                 prev_buffer = (epoch - 1) % n_buffers
                 prev_scale = np.asarray(pending_prev[nb], dtype=np.float64)
+            crc = prev_crc = -1
+            if records is not None and not fresh:
+                crc = int(records[buffer, nb])
+                prev_crc = -1 if prev_buffer is None else int(records[prev_buffer, nb])
             pieces.append(
                 Piece(nb, na, nz, max(na, lo), min(nz, hi), buffer, scale, fresh, prev_buffer,
-                      prev_scale)
+                      prev_scale, crc, prev_crc)
             )  # fmt: skip
         out.append(Visit(b, a, z, lo, hi, tuple(pieces)))
     return out
+
+
+def read_buffer(block: int, *, epoch: int, n_buffers: int, done: set[int]) -> int:
+    """The buffer holding block ``block``'s latest activations at step time in epoch
+    ``epoch``, after the blocks ``done`` earlier in the epoch (see :func:`plan_visits`)."""
+    if n_buffers == 2:
+        return (epoch + 1) % 2 if block in done else epoch % 2
+    return epoch % n_buffers
+
+
+def live_chunks(
+    *, epoch: int, visited: np.ndarray, done_this_epoch: set[int], n_buffers: int,
+    twice: np.ndarray | None = None,
+) -> list[tuple[int, int]]:  # fmt: skip
+    """``(buffer, block)`` of every activation chunk a run continued from here may read.
+
+    Each visited block's latest activations (:func:`read_buffer`), and with three
+    buffers the previous ones of the blocks visited in both of the last two
+    epochs (``twice``). Until its next checkpoint the learner writes none of
+    them: a step writes ``(epoch + 1) % n_buffers`` for its blocks, which with
+    two buffers are not yet done this epoch (so their latest H is in ``epoch %
+    2``) and with three is neither of the buffers read. So the records of a
+    checkpoint stay true for exactly these chunks, whatever ran after it.
+    """
+    out = []
+    for b in np.flatnonzero(visited):
+        out.append((read_buffer(int(b), epoch=epoch, n_buffers=n_buffers, done=done_this_epoch),
+                    int(b)))  # fmt: skip
+    if n_buffers == 3 and twice is not None:
+        out.extend(((epoch - 1) % 3, int(b)) for b in np.flatnonzero(twice & visited))
+    return out
+
+
+def checkpoint_chunks(cfg: Any, state: Any, block_frames: int) -> list[tuple[int, int]]:
+    """:func:`live_chunks` of a checkpoint's :class:`~dnmf.nmf.state.LearnState`, learned
+    (or resumed) with ``cfg`` on blocks of ``block_frames``: the blocks done in the epoch
+    so far are those of its first ``step_in_epoch`` steps (one step an epoch with three
+    buffers)."""
+    twice = None
+    if state.n_buffers == 3:
+        twice = visited_twice(
+            len(state.visited), state.epoch, seed=cfg.seed, budget=cfg.epochs,
+            min_blocks=min_sample_blocks(cfg.sample_min_frames, block_frames),
+        )  # fmt: skip
+    return live_chunks(
+        epoch=state.epoch, visited=np.asarray(state.visited, dtype=bool),
+        done_this_epoch=checkpoint_done(cfg, state), n_buffers=state.n_buffers, twice=twice,
+    )  # fmt: skip
+
+
+def checkpoint_done(cfg: Any, state: Any) -> set[int]:
+    """The blocks a checkpoint's state has visited in its epoch so far: those of the epoch's
+    first ``step_in_epoch`` steps (none with three buffers: one step an epoch)."""
+    if not state.step_in_epoch or state.n_buffers != 2:
+        return set()
+    steps = epoch_steps(len(state.visited), cfg.batch_chunks, seed=cfg.seed, epoch=state.epoch)
+    return {b for s in steps[: state.step_in_epoch] for b in s}
 
 
 #: The fast schedule's sample stages: (denominator, epochs): 1/8 of the blocks

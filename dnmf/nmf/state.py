@@ -39,6 +39,21 @@ class LearnState:
     W_prev: np.ndarray | None = None
     pending_prev: np.ndarray | None = None  # (n_blocks, rank) scales of each block's previous H
     accel: tuple[float, float, float, float, float] | None = None
+    #: ``(n_buffers, n_blocks)`` int64: the crc32 of each activation chunk as the visit
+    #: that last wrote it returned it (buffer, block); -1 where none is known (never
+    #: written on a store, or written by a dnmf that kept no such records). Kept by the
+    #: client, saved with each checkpoint, checked by every reader of the buffers.
+    H_crc: np.ndarray | None = None
+
+    def record_H(self, buffer: int, written: np.ndarray, n_buffers: int) -> None:
+        """Note what a step wrote in activation buffer ``buffer``: ``written``, rows
+        ``(block, crc)`` (none: an in-process run, which keeps no records)."""
+        if not len(written):
+            return
+        if self.H_crc is None:
+            assert self.visited is not None
+            self.H_crc = np.full((n_buffers, len(self.visited)), -1, dtype=np.int64)
+        self.H_crc[buffer, written[:, 0]] = written[:, 1]
 
     @property
     def done_epochs(self) -> int:

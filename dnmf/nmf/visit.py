@@ -27,14 +27,20 @@ from dnmf.nmf.plan import Piece, Visit
 __all__ = [
     "BlockIO",
     "Stats",
+    "StepStats",
     "VisitParams",
     "add_stats",
+    "add_step",
     "block_loss",
+    "expected_chunks",
     "visit_block",
     "visit_task",
 ]
 
 Stats = tuple[np.ndarray, np.ndarray, float]
+#: A step's (or a visit task's) statistics and ``written``: ``(k, 2)`` int64 rows
+#: ``(block, crc)`` of the activation chunks it wrote (none in process).
+StepStats = tuple[np.ndarray, np.ndarray, float, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -163,18 +169,44 @@ def visit_block(io: BlockIO, visit: Visit, W: np.ndarray, epoch: int, p: VisitPa
 
 def visit_task(
     V_url: str, H_url: str, visit: Visit, W: np.ndarray, epoch: int, p: VisitParams
-) -> Stats:
-    """:func:`visit_block` on a worker: the Zarr stores opened there, BLAS on one thread."""
+) -> StepStats:
+    """:func:`visit_block` on a worker: the Zarr stores opened there, BLAS on one thread.
+
+    Each chunk of H read is checked against the crc its piece names; returns the
+    block's statistics and ``written``, rows ``(block, crc)`` of the chunk it wrote
+    (:mod:`dnmf.io.buffers`).
+    """
     from dnmf.cluster import one_blas_thread
     from dnmf.io.blocks import ZarrBlockIO
 
     with one_blas_thread():
         M_url = p.mask.store if p.mask is not None and p.mask.store else ""
-        return visit_block(ZarrBlockIO(V_url, H_url, M_url), visit, W, epoch, p)
+        io = ZarrBlockIO(V_url, H_url, M_url, expect=expected_chunks(visit))
+        num, den, loss = visit_block(io, visit, W, epoch, p)
+    written = np.array(sorted(io.written.items()), dtype=np.int64).reshape(-1, 2)
+    return num, den, loss, written
+
+
+def expected_chunks(visit: Visit) -> dict[tuple[int, int], int]:
+    """``(buffer, block) -> crc`` of the activation chunks the visit reads that have a record."""
+    out = {}
+    for piece in visit.pieces:
+        if piece.fresh:
+            continue
+        if piece.crc >= 0:
+            out[piece.buffer, piece.block] = piece.crc
+        if piece.prev_buffer is not None and piece.prev_crc >= 0:
+            out[piece.prev_buffer, piece.block] = piece.prev_crc
+    return out
 
 
 def add_stats(a: Stats, b: Stats) -> Stats:
     return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+
+
+def add_step(a: StepStats, b: StepStats) -> StepStats:
+    """:func:`add_stats` of two visits' results, their ``written`` rows put together."""
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2], np.concatenate([a[3], b[3]])
 
 
 def block_loss(
