@@ -29,18 +29,17 @@ from dnmf.errors import (
     StoreDamagedError,
     StoreFormatError,
 )
-from dnmf.io.blocks import absolute
-from dnmf.io.corpus import CorpusStore
-from dnmf.io.model import ModelStore
-from dnmf.io.records import update_records
-from dnmf.io.store import read_meta, write_meta
 from dnmf.nmf.config import LearnConfig
-from dnmf.nmf.init import Informed, h_init_of
-from dnmf.nmf.learner import Progress, check_config, learn, loss_to_error, start_state
-from dnmf.nmf.state import LearnState
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the stores (Zarr) and the learner are imported where they are used:
+    # ``dnmf learn FOLDER`` says that it starts a cluster before importing them.
     from distributed import Client
+
+    from dnmf.io.corpus import CorpusStore
+    from dnmf.io.model import ModelStore
+    from dnmf.nmf.init import Informed
+    from dnmf.nmf.learner import Progress
+    from dnmf.nmf.state import LearnState
 
 __all__ = ["LearnResult", "learn_corpus", "resolve_corpus"]
 
@@ -146,9 +145,7 @@ def learn_corpus(
     -------
     LearnResult
     """
-    from dnmf.backends import DaskBackend
     from dnmf.cluster import connect
-    from dnmf.nmf.informed import prepare_informed
 
     check_compute_options(workers, scheduler)
     if client is None and _is_audio_folder(input_path):  # one cluster for ingest and learning
@@ -161,6 +158,13 @@ def learn_corpus(
             )  # fmt: skip
         result.cluster_seconds = seconds
         return result
+    from dnmf.backends import DaskBackend
+    from dnmf.io.model import ModelStore
+    from dnmf.io.store import write_meta
+    from dnmf.nmf.informed import prepare_informed
+    from dnmf.nmf.init import h_init_of
+    from dnmf.nmf.learner import check_config, start_state
+
     t0 = time.perf_counter()
     corpus_path, ingested = resolve_corpus(
         input_path, workers=workers, scheduler=scheduler, client=client, progress=progress
@@ -225,6 +229,8 @@ def _run_learning(
     config: LearnConfig, backend: Any, model: ModelStore, result: LearnResult, state: LearnState,
     h_init: Any, progress: bool, on_step: Any, t0: float,
 ) -> None:  # fmt: skip
+    from dnmf.nmf.learner import learn
+
     run_epochs(
         lambda s, report: learn(
             config, backend, s, h_init=h_init, on_step=report, checkpoint=model.save_checkpoint
@@ -262,6 +268,7 @@ def corpus_mask(config: LearnConfig, corpus: CorpusStore) -> Any:
     """The :class:`dnmf.nmf.mask.MaskSpec` of a run on ``corpus`` (None: unmasked), its
     user mask store checked against V, the corpus checked to hold what the ingest
     records for the masks of clipping and bandwidth."""
+    from dnmf.io.blocks import absolute
     from dnmf.nmf.mask import spec_of
 
     if not config.masked:
@@ -324,6 +331,9 @@ def _write_axes(
     model: ModelStore, cfg: LearnConfig, corpus: CorpusStore, informed: Informed
 ) -> None:
     """Component names (informed inits) and lag times (lags > 1) beside W, as coordinates."""
+    from dnmf.io.records import update_records
+    from dnmf.io.store import read_meta, write_meta
+
     g = model.group
     coords = ["frequency"]
     meta = dict(model.meta)
@@ -356,6 +366,8 @@ def open_for_learning(
     corpus_path: Path, output: str | os.PathLike[str] | None, block_frames: int | None
 ) -> tuple[CorpusStore, Path, int]:
     """The corpus (refused when empty), the model path and the block size, checked."""
+    from dnmf.io.corpus import CorpusStore
+
     corpus = CorpusStore.open(corpus_path)
     if corpus.n_frames == 0:
         raise DnmfUsageError(
@@ -436,4 +448,6 @@ def _dashboard(client: Client) -> str | None:
 
 
 def reconstruction_error(result: LearnResult, beta: float) -> float | None:
+    from dnmf.nmf.learner import loss_to_error
+
     return loss_to_error(result.loss, beta) if result.loss is not None else None
