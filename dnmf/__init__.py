@@ -13,8 +13,6 @@ from dnmf._numba_cache import configure as _configure_numba_cache
 
 _configure_numba_cache()  # before anything imports numba: its cache stays out of the package
 
-from dnmf._version import __version__  # noqa: E402
-from dnmf.audio.features import FeatureConfig  # noqa: E402
 from dnmf.errors import DnmfError, DnmfUsageError, DnmfWarning  # noqa: E402
 
 __all__ = [
@@ -31,19 +29,31 @@ __all__ = [
     "open_model",
 ]
 
+#: Where each name of the public API lives, imported on first use: ``import dnmf`` (and so
+#: every ``dnmf`` command before its first line) pays for no NumPy, pydantic, zarr, numba,
+#: scikit-learn or xarray, and not for ``importlib.metadata`` either.
+_LAZY = {
+    "NMF": "dnmf.nmf.estimator",
+    "NMFD": "dnmf.nmf.nmfd_estimator",
+    "FeatureConfig": "dnmf.audio.features",
+    "__version__": "dnmf._version",
+    "file_frames": "dnmf.api",
+    "open_activations": "dnmf.api",
+    "open_corpus": "dnmf.api",
+    "open_model": "dnmf.api",
+}
+
 
 def __getattr__(name: str) -> object:
-    # The estimator pulls in scikit-learn: import it only when asked for.
-    if name == "NMF":
-        from dnmf.nmf.estimator import NMF
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dnmf' has no attribute {name!r}")
+    import importlib
 
-        return NMF
-    if name == "NMFD":
-        from dnmf.nmf.nmfd_estimator import NMFD
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # found directly from now on
+    return value
 
-        return NMFD
-    if name in ("open_corpus", "open_model", "open_activations", "file_frames"):
-        from dnmf import api  # xarray is imported only when asked for
 
-        return getattr(api, name)
-    raise AttributeError(f"module 'dnmf' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

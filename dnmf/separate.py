@@ -282,6 +282,7 @@ def separate(
     tol: float = 1e-4,
     subtype: str = "FLOAT",
     block_frames: int = BLOCK_FRAMES,
+    progress: bool = False,
 ) -> list[Path]:
     """Separate an audio file into components or groups of a model, one WAV each.
 
@@ -307,6 +308,8 @@ def separate(
     subtype : str, default='FLOAT'
         The WAV sample format (soundfile's subtype: 'FLOAT', 'PCM_16', 'PCM_24', ...);
         32-bit float neither clips nor rounds.
+    progress : bool, default=False
+        Say on stderr what is separated once the model and options are checked.
 
     Returns
     -------
@@ -326,7 +329,6 @@ def separate(
     >>> separate("model.zarr", "mix.wav", "parts/", components=[0, 3])  # doctest: +SKIP
     [PosixPath('parts/mix_component00.wav'), PosixPath('parts/mix_component03.wav')]
     """
-    import librosa
     import soundfile as sf
 
     check_solver(n_iter, tol)
@@ -365,6 +367,13 @@ def separate(
             raise DnmfUsageError(
                 f"the output {str(p)!r} would overwrite the input; pass another -o folder"
             )
+
+    if progress:  # decoding, the STFT (librosa) and the solve take the time
+        from dnmf.progress import announce
+        from dnmf.words import count
+
+        announce(f"separating {audio_path} into {count(len(paths), 'source')} under {d.path}...")
+    import librosa
 
     found, reader, n_frames = open_audio(audio_path, cfg)
     y = reader.read(0, reader.n_out)  # mono, at the model's rate, as ingest reads it

@@ -394,7 +394,7 @@ def transform_files(
     overwrite : bool, default=False
         Replace an existing activations store at `output_store`.
     progress : bool, default=False
-        A progress bar on stderr.
+        A line on stderr once the model and paths are checked, then a progress bar.
 
     Returns
     -------
@@ -427,6 +427,11 @@ def transform_files(
     names = expand_audio_paths(audio_paths)
     store = Path(output_store)
     _prepare_output(store, overwrite)
+    if progress:  # the model and the paths are checked; decoding the files takes the time
+        from dnmf.progress import announce
+        from dnmf.words import count
+
+        announce(f"transforming {count(len(names), 'file')} under {d.path}...")
     opened = [open_audio(name, d.features) for name in names]  # check them all first
     firsts = np.cumsum([0] + [n for _, _, n in opened]).tolist()
     total = int(firsts[-1])

@@ -31,13 +31,15 @@ from dnmf.audio.decode import AudioFile, Probe, content_hash, scan
 from dnmf.audio.features import FeatureConfig, n_frames_for, n_output_samples
 from dnmf.cluster import check_compute_options
 from dnmf.errors import EXIT_OK, EXIT_SKIPPED, DnmfPathError, DnmfUsageError
-from dnmf.io.corpus import CorpusStore, FileRecord, Status
+from dnmf.io.file_table import FileRecord, Status
 from pipelines.ingest_plan import ChunkTask, FileDiff, Segment, diff_files, layout
 from pipelines.ingest_run import JobRunner
 from pipelines.ingest_tasks import Source, probe_file
 
 if TYPE_CHECKING:
     from distributed import Client
+
+    from dnmf.io.corpus import CorpusStore
 
 
 __all__ = [
@@ -167,6 +169,8 @@ def ingest(
         result.cluster_seconds = 0.0 if client is not None else time.perf_counter() - t_cluster
         result.workers = len(c.scheduler_info(n_workers=-1).get("workers", {}))
         # The store is created (or started over) only once a cluster is at hand.
+        from dnmf.io.corpus import CorpusStore
+
         corpus = prep.corpus or CorpusStore.create(
             prep.store_path, prep.features, source=str(prep.root.resolve()),
             chunk_frames=chunk_frames or DEFAULT_CHUNK_FRAMES,
@@ -233,6 +237,8 @@ def prepare(
         )
     corpus: CorpusStore | None = None
     if (store_path / "zarr.json").exists() and not rebuild:
+        from dnmf.io.corpus import CorpusStore  # Zarr: a new store needs none before the cluster
+
         corpus = CorpusStore.open(store_path, mode="r+")
         corpus.check_features(features, chunk_frames)
         features = corpus.features

@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dnmf.audio.decode import AudioFile
-from dnmf.io.corpus import FileRecord, Status
+from dnmf.io.file_table import FileRecord, Status
 
 __all__ = [
     "ChunkTask",

@@ -29,26 +29,17 @@ from dnmf.errors import (
     StoreDamagedError,
     StoreFormatError,
 )
-from dnmf.io.blocks import absolute
-from dnmf.io.corpus import CorpusStore
-from dnmf.io.model import ModelStore
-from dnmf.io.records import update_records
-from dnmf.io.store import read_meta, write_meta
 from dnmf.nmf.config import LearnConfig
-from dnmf.nmf.init import Informed, h_init_of
-from dnmf.nmf.learner import (
-    Progress,
-    check_config,
-    learn,
-    loss_to_error,
-    stage_kw,
-    start_state,
-)  # fmt: skip
-from dnmf.nmf.plan import h_buffers, passes_done
-from dnmf.nmf.state import LearnState
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the stores (Zarr) and the learner are imported where they are used:
+    # ``dnmf learn FOLDER`` says that it starts a cluster before importing them.
     from distributed import Client
+
+    from dnmf.io.corpus import CorpusStore
+    from dnmf.io.model import ModelStore
+    from dnmf.nmf.init import Informed
+    from dnmf.nmf.learner import Progress
+    from dnmf.nmf.state import LearnState
 
 __all__ = ["LearnResult", "learn_corpus", "resolve_corpus"]
 
@@ -157,9 +148,7 @@ def learn_corpus(
     -------
     LearnResult
     """
-    from dnmf.backends import DaskBackend
     from dnmf.cluster import connect
-    from dnmf.nmf.informed import prepare_informed
 
     check_compute_options(workers, scheduler)
     if client is None and _is_audio_folder(input_path):  # one cluster for ingest and learning
@@ -172,6 +161,13 @@ def learn_corpus(
             )  # fmt: skip
         result.cluster_seconds = seconds
         return result
+    from dnmf.backends import DaskBackend
+    from dnmf.io.model import ModelStore
+    from dnmf.io.store import write_meta
+    from dnmf.nmf.informed import prepare_informed
+    from dnmf.nmf.init import h_init_of
+    from dnmf.nmf.learner import check_config, start_state
+
     t0 = time.perf_counter()
     corpus_path, ingested = resolve_corpus(
         input_path, workers=workers, scheduler=scheduler, client=client, progress=progress
@@ -237,6 +233,9 @@ def _run_learning(
     config: LearnConfig, backend: Any, model: ModelStore, result: LearnResult, state: LearnState,
     h_init: Any, progress: bool, on_step: Any, t0: float,
 ) -> None:  # fmt: skip
+    from dnmf.nmf.learner import learn, stage_kw
+    from dnmf.nmf.plan import h_buffers, passes_done
+
     ranges, fast = backend.blocks(), h_buffers(config) == 3
     n_blocks, kw = len(ranges), stage_kw(config, ranges)
     run_epochs(
@@ -302,6 +301,7 @@ def corpus_mask(config: LearnConfig, corpus: CorpusStore) -> Any:
     """The :class:`dnmf.nmf.mask.MaskSpec` of a run on ``corpus`` (None: unmasked), its
     user mask store checked against V, the corpus checked to hold what the ingest
     records for the masks of clipping and bandwidth."""
+    from dnmf.io.blocks import absolute
     from dnmf.nmf.mask import spec_of
 
     if not config.masked:
@@ -364,6 +364,9 @@ def _write_axes(
     model: ModelStore, cfg: LearnConfig, corpus: CorpusStore, informed: Informed
 ) -> None:
     """Component names (informed inits) and lag times (lags > 1) beside W, as coordinates."""
+    from dnmf.io.records import update_records
+    from dnmf.io.store import read_meta, write_meta
+
     g = model.group
     coords = ["frequency"]
     meta = dict(model.meta)
@@ -396,6 +399,8 @@ def open_for_learning(
     corpus_path: Path, output: str | os.PathLike[str] | None, block_frames: int | None
 ) -> tuple[CorpusStore, Path, int]:
     """The corpus (refused when empty), the model path and the block size, checked."""
+    from dnmf.io.corpus import CorpusStore
+
     corpus = CorpusStore.open(corpus_path)
     if corpus.n_frames == 0:
         raise DnmfUsageError(
@@ -479,4 +484,6 @@ def _dashboard(client: Client) -> str | None:
 
 
 def reconstruction_error(result: LearnResult, beta: float) -> float | None:
+    from dnmf.nmf.learner import loss_to_error
+
     return loss_to_error(result.loss, beta) if result.loss is not None else None

@@ -197,7 +197,6 @@ def dictionary_change(W_old: np.ndarray, W_new: np.ndarray) -> float:
 # -- facts (reads only) ------------------------------------------------------------------
 def ingest_facts(cfg: PipelineConfig) -> IngestFacts:
     from dnmf.audio.decode import scan
-    from dnmf.io.corpus import CorpusStore
     from pipelines.ingest import diff_files
 
     root = Path(cfg.input)
@@ -217,6 +216,8 @@ def ingest_facts(cfg: PipelineConfig) -> IngestFacts:
         )
     records = []
     if exists:
+        from dnmf.io.corpus import CorpusStore  # Zarr: a new store needs none before the cluster
+
         corpus = CorpusStore.open(cfg.corpus_path)
         _check_features(cfg, corpus)
         records = corpus.files()

@@ -57,16 +57,17 @@ def ignore_sigint_in_workers() -> Iterator[None]:
     """Add this module to the preloads of every local worker started inside, and on
     Ctrl-C silence this process's Dask logs before the cluster is closed.
 
+    Nothing here imports Dask (:func:`dnmf.cluster.worker_preload`): a command says
+    its first line before it pays for that.
+
     The scheduler of a local cluster lives in this process; while it is shut down
     by the interrupt it logs each worker connection it finds closed. Those lines
     say nothing the one line printed afterwards does not.
     """
-    import dask.config
+    from dnmf.cluster import worker_preload  # not Dask: the first line comes before it
 
     with contextlib.ExitStack() as stack:
-        preload = list(dask.config.get("distributed.worker.preload", default=None) or [])
-        if MODULE not in preload:
-            stack.enter_context(dask.config.set({"distributed.worker.preload": [*preload, MODULE]}))
+        stack.enter_context(worker_preload(MODULE))
         stack.enter_context(_quiet_dask_on_sigint())
         stack.enter_context(_children_start_with_sigint_blocked())
         yield

@@ -4,12 +4,14 @@ turned into one :class:`~dnmf.nmf.config.LearnConfig`."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 
 from dnmf.errors import DnmfUsageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PANEL = "Templates of several frames (--lags) and informed inits"
 

@@ -86,7 +86,7 @@ def separate_command(
         sources = sources_for(d.rank, groups=groups, components=chosen)
         paths = separate(
             d, audio, output, groups=groups, components=chosen, alpha=alpha, n_iter=n_iter,
-            tol=tol, subtype=subtype,
+            tol=tol, subtype=subtype, progress=not quiet,
         )  # fmt: skip
     if json_out:
         import soundfile as sf

@@ -27,10 +27,8 @@ and learning reads every chunk every epoch. A store written before dnmf recorded
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import zarr
@@ -38,6 +36,7 @@ import zarr
 from dnmf.audio.features import FeatureConfig, frequencies
 from dnmf.errors import StoreMismatchError
 from dnmf.io.checked import read_all
+from dnmf.io.file_table import COLUMNS, FileRecord, Status
 from dnmf.io.records import ArrayRecords, Fresh, load_records, update_records
 from dnmf.io.store import (
     FILE_CHUNK,
@@ -55,45 +54,6 @@ __all__ = ["QUALITY", "CorpusStore", "FileRecord", "Status"]
 #: level 1 end to end (benchmarks/ingest.py); see the module docstring.
 V_COMPRESSORS: Any = None
 
-#: Rows of the file table are created in blocks of this many.
-
-
-class Status:
-    """Values of the file table's ``status`` column."""
-
-    OK = "ok"
-    SKIPPED = "skipped"  # could not be ingested; ``error`` says why; no frames
-    CHANGED = "changed"  # content differs from what was ingested; old frames kept
-    REMOVED = "removed"  # no longer in the corpus folder; old frames kept
-
-
-@dataclass
-class FileRecord:
-    """One row of the file table."""
-
-    file: str
-    content_hash: str
-    first_frame: int
-    n_frames: int
-    n_samples: int = 0
-    samplerate: int = 0
-    channels: int = 0
-    duration: float = 0.0
-    size: int = 0
-    mtime_ns: int = 0
-    status: str = Status.OK
-    error: str = ""
-    bandwidth: float = 0.0
-
-    DTYPES: ClassVar[dict[str, Any]] = {
-        "file": str, "content_hash": str, "first_frame": "int64", "n_frames": "int64",
-        "n_samples": "int64", "samplerate": "int64", "channels": "int32",
-        "duration": "float64", "size": "int64", "mtime_ns": "int64", "status": str,
-        "error": str, "bandwidth": "float64",
-    }  # fmt: skip
-
-
-COLUMNS = [f.name for f in dataclasses.fields(FileRecord)]
 #: The arrays along ``frame``, written by ingest's chunk tasks.
 FRAME_ARRAYS = ("V", "time", "file_index", "clipped")
 #: What a store written by an older dnmf lacks: the per-frame clipping counts and the

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dnmf.nmf import _fused_masked as _fm
 from dnmf.nmf.divergence import (
     EPSILON,
     BetaLike,
@@ -162,6 +161,8 @@ def _update_H(
     n_iter: int, l1_reg: float, l2_reg: float, exponent: float,
 ) -> np.ndarray:  # fmt: skip
     """:func:`update_H_masked` on V as :func:`_readable` returns it."""
+    from dnmf.nmf import _fused_masked as _fm  # numba: imported when a block is computed
+
     H = H.copy()
     if n_iter <= 0:
         return H
@@ -216,6 +217,8 @@ def chunk_stats_masked(
     L = W @ H
     HT = np.ascontiguousarray(H.T)
     if fused:
+        from dnmf.nmf import _fused_masked as _fm  # numba: imported when a block is computed
+
         ratio = np.empty_like(L)
         _fm.w_kl_ratio(V, L, M, ratio)  # L is now M V / Λ, ratio the V / Λ of the loss
         num, den = L @ HT, M @ HT
