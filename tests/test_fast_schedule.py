@@ -119,6 +119,10 @@ def test_fast_is_bitwise_the_same_in_memory_and_for_1_and_2_workers(
     W_mem = mem.W[:, :, 0] if lags == 1 else mem.W
     assert all(W.tobytes() == W_mem.astype(np.float32).tobytes() for W in Ws)
     assert two.losses == mem.losses
+    # --epochs counts passes: a sample epoch counts as its share (lags 1 has samples here)
+    want = passes_done(7, len(mem.losses), fast=True, budget=epochs)
+    assert two.passes == pytest.approx(want) and two.passes >= epochs
+    assert (two.epochs > two.passes) == (lags == 1)
 
 
 def test_fast_resume_ends_bitwise_where_an_uninterrupted_run_ends(

@@ -68,23 +68,18 @@ def test_learn_summary_says_the_epoch_limit_was_reached(corpus: Path, on_cluster
     assert "(stopped)" not in result.output
 
 
-def test_learn_counts_passes_where_the_fast_schedule_samples(
-    tmp_path: Path, on_cluster: str
+def test_learn_summary_counts_passes_where_the_fast_schedule_samples(
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.test_learn import write_corpus
+    from dnmf.cli.learn import _print_summary
+    from pipelines.learn import LearnResult
 
-    V = np.random.default_rng(1).random((9, 8 * 16384)).astype(np.float32) + 0.1
-    corpus = write_corpus(tmp_path / "c.zarr", V, chunk_frames=16384)
-    result = run("learn", corpus, "--rank", "2", "--epochs", "52", "--tol", "0", "--json")
-    assert result.exit_code == 0, result.output
-    import json
-
-    out = json.loads(result.output[result.output.index("{") :])
-    # a sample stage holds >= 65536 frames: of 8 chunks of 16384, only the half (4 chunks)
-    # for 10 epochs (5 passes), then 47 whole ones
-    assert out["passes"] == 52 and out["epochs"] == 10 + 47, out
-    text = run("learn", corpus, "--rank", "2", "--epochs", "52", "--tol", "0", "--overwrite").output
-    assert "52 passes over the corpus in 57 epochs (epoch limit reached" in text, text
+    kw = {"model": "m.zarr", "corpus": "c.zarr", "loss": 1.0, "workers": 2}
+    _print_summary(LearnResult(epochs=86, passes=52.25, **kw), 52)  # type: ignore[arg-type]
+    _print_summary(LearnResult(epochs=30, passes=30.0, **kw), 52)  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert "52.25 passes over the corpus in 86 epochs (epoch limit reached, not converged)" in out
+    assert "30 epochs (stopped before converging)" in out
 
 
 def test_run_on_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
