@@ -183,9 +183,10 @@ def ingest(
             records, pending, kept, errors, runner.bandwidths, corpus.n_frames, result
         )
         result.samples_decoded = runner.decoded
-        # The chunks' records (checksums; V's sum, min, max), read back where they lie.
+        # The chunks' records (checksums; V's sum, min, max): those the tasks made of what
+        # they wrote, the rest (the committed tail chunk an append filled) read back.
         chunk_records = corpus.record_new_chunks(
-            pos, map=lambda fn, js: c.gather(c.map(fn, js, pure=False))
+            pos, known=runner.records, map=lambda fn, js: c.gather(c.map(fn, js, pure=False))
         )
     result.wall_seconds = time.perf_counter() - t0
     corpus.commit(
