@@ -321,4 +321,7 @@ def stft_magnitude(y: np.ndarray, cfg: FeatureConfig, out: np.ndarray) -> None:
         b = min(a + STFT_BLOCK, n)
         windowed = np.multiply(frames[a:b], window, out=block[: b - a])
         X = fft.rfft(windowed, axis=-1).astype(np.complex64)
-        np.abs(X, out=out[:, a:b].T)
+        # Iterated in the order of ``out`` (along its rows), reading the small block
+        # across: the other way round, a row stride that is a power of two (8192 frames
+        # of float32) maps every row to the same cache sets and the writes miss.
+        np.abs(X.T, out=out[:, a:b])
