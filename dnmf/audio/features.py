@@ -201,13 +201,14 @@ class SignalReader:
         self._margin = math.ceil(self.MARGIN_SECONDS * orig_sr / self._l_in) * self._l_in
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        out = np.zeros(stop - start, dtype=np.float32)
+        """Samples ``[start, stop)``, float32 (a read-only view of what was decoded or
+        resampled when the range lies inside the signal: no copy)."""
         c0, c1 = max(start, 0), min(stop, self.n_out)
         if c1 <= c0:
-            return out
+            return np.zeros(stop - start, dtype=np.float32)
         if self.orig_sr == self.cfg.sr:
-            out[c0 - start : c1 - start] = self.decode(c0, c1)
-            return out
+            y = self.decode(c0, c1)
+            return _padded(y, c0 - start, stop - start) if (c0, c1) != (start, stop) else _frozen(y)
         import soxr
 
         l_in, l_out = self._l_in, self._l_out
@@ -219,8 +220,22 @@ class SignalReader:
         offset = in_start // l_in * l_out  # output index of y[0]; exact, in_start is aligned
         piece = y[c0 - offset : c1 - offset]
         # A short tail reads as zeros, as librosa.util.fix_length pads it.
-        out[c0 - start : c0 - start + len(piece)] = piece
-        return out
+        if (c0, c0 + len(piece)) == (start, stop):
+            return _frozen(piece)
+        return _padded(piece, c0 - start, stop - start)
+
+
+def _frozen(y: np.ndarray) -> np.ndarray:
+    view = y.view()
+    view.flags.writeable = False
+    return view
+
+
+def _padded(y: np.ndarray, at: int, n: int) -> np.ndarray:
+    """``y`` placed at ``at`` in ``n`` float32 zeros (a range that reaches past the signal)."""
+    out = np.zeros(n, dtype=np.float32)
+    out[at : at + len(y)] = y
+    return out
 
 
 def block_frames(
