@@ -176,20 +176,22 @@ def ingest(
             chunk_frames=chunk_frames or DEFAULT_CHUNK_FRAMES,
         )  # fmt: skip
         corpus.discard_uncommitted()
-        paths = [str((prep.root / f.path).resolve()) for _, f in prep.to_probe]
+        root = prep.root.resolve()  # once: resolving each file's path stats every folder
+        paths = [str(root / f.path) for _, f in prep.to_probe]
         token = _token(str(prep.store_path), paths)
         futures = c.map(probe_file, paths, key=[f"probe-{token}-{k}" for k in range(len(paths))])
         probes: list[Probe] = c.gather(futures)
-        pending, sources = _place(prep, probes, corpus.n_frames)
+        pending, sources = _place(prep, probes, paths, corpus.n_frames)
         runner = JobRunner(c, corpus, sources, token, progress=progress, t0=t0)
         kept, errors = runner.run(pending)
         pos = _record_run(
             records, pending, kept, errors, runner.bandwidths, corpus.n_frames, result
         )
         result.samples_decoded = runner.decoded
-        # The chunks' records (checksums; V's sum, min, max), read back where they lie.
+        # The chunks' records (checksums; V's sum, min, max): those the tasks made of what
+        # they wrote, the rest (the committed tail chunk an append filled) read back.
         chunk_records = corpus.record_new_chunks(
-            pos, map=lambda fn, js: c.gather(c.map(fn, js, pure=False))
+            pos, known=runner.records, map=lambda fn, js: c.gather(c.map(fn, js, pure=False))
         )
     result.wall_seconds = time.perf_counter() - t0
     corpus.commit(
@@ -267,7 +269,7 @@ def prepare(
 
 
 def _place(
-    prep: _Prepared, probes: list[Probe], start: int
+    prep: _Prepared, probes: list[Probe], paths: list[str], start: int
 ) -> tuple[list[tuple[int, int]], dict[int, Source]]:
     """Fill the file table from the header probes; the files to lay out, in probe order.
 
@@ -278,7 +280,7 @@ def _place(
     pending: list[tuple[int, int]] = []  # (row, n_frames) in packing order
     sources: dict[int, Source] = {}
     pos = start
-    for (row, f), p in zip(prep.to_probe, probes, strict=True):
+    for (row, f), p, path in zip(prep.to_probe, probes, paths, strict=True):
         if row is None:
             row = len(records)
             records.append(FileRecord(file=f.path, content_hash="", first_frame=0, n_frames=0))
@@ -302,7 +304,7 @@ def _place(
         r.status, r.error = Status.OK, ""
         r.n_samples, r.duration, r.n_frames = p.n_samples, p.duration, n_frames
         pending.append((row, n_frames))
-        sources[row] = Source(str((prep.root / f.path).resolve()), p.n_samples, p.samplerate)
+        sources[row] = Source(path, p.n_samples, p.samplerate)
         pos += n_frames
     return pending, sources
 

@@ -44,6 +44,8 @@ class JobRunner:
         self.sequential = {r for r, s in sources.items() if Path(s.path).suffix.lower() == ".mp3"}
         self.decoded = 0  # samples decoded, counted as often as they were read
         self.bandwidths: dict[int, float] = {}  # row -> Hz, of the files that made it
+        # chunk -> array name -> record, of each chunk's last write (whole from its start)
+        self.records: dict[int, dict[str, dict[str, Any]]] = {}
         # What a store of an older dnmf lacks, an append leaves out.
         self.clipping = corpus.has("clipped")
 
@@ -103,7 +105,8 @@ class JobRunner:
             rows = {s.row for t in job for s in t.segments}
             fut = c.submit(
                 ingest_job, self.store, job, {r: self.sources[r] for r in rows}, feature_attrs,
-                self.clipping, key=f"ingest-{self.token}-{attempt}-{job[0].chunk}", retries=2,
+                self.clipping, self.corpus.chunk_frames, retries=2,
+                key=f"ingest-{self.token}-{attempt}-{job[0].chunk}",
             )  # fmt: skip
             futures.append(fut)
         last_chunk = {s.row: t.chunk for t in todo for s in t.segments}
@@ -113,6 +116,9 @@ class JobRunner:
             out: JobOutcome = fut.result()
             errors.update(out.errors)
             spectra.update(out.spectra)
+            for chunk in out.chunks:  # a record stands for the chunk's last write only
+                self.records.pop(chunk, None)
+            self.records.update(out.records)
             for row, peak in out.peaks.items():
                 peaks[row] = max(peaks.get(row, 0.0), peak)
             self.decoded += sum(out.decoded.values())

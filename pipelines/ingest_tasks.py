@@ -11,11 +11,15 @@ left as zeros for the driver to lay the chunks out again without it
 of a file is read, so each job reports the peak it saw per file; a file's
 bandwidth too, so each job reports the long-term spectrum of each segment it
 computed (:func:`dnmf.audio.quality.bandwidth`). Clipping is per frame, counted
-and written with the frames (:func:`dnmf.audio.quality.clipped_counts`).
+and written with the frames (:func:`dnmf.audio.quality.clipped_counts`). A task
+that writes its chunk from the chunk's first frame also returns the chunk's
+records (:func:`dnmf.io.records.chunk_record`) of the values it wrote, so that
+the commit need not read ``V`` back.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,13 +43,15 @@ class Source:
 @dataclass
 class JobOutcome:
     """What one job did: the chunks it wrote; per file its peak, any error, samples decoded;
-    per segment ``(row, f0, f1)`` the sum over its frames of ``|STFT|²`` per bin."""
+    per segment ``(row, f0, f1)`` the sum over its frames of ``|STFT|²`` per bin; per chunk
+    written from its first frame, the records of its arrays (name to record)."""
 
     chunks: list[int] = field(default_factory=list)
     peaks: dict[int, float] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
     decoded: dict[int, int] = field(default_factory=dict)
     spectra: dict[tuple[int, int, int], np.ndarray] = field(default_factory=dict)
+    records: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def probe_file(path: str) -> Probe:
@@ -61,6 +67,7 @@ def ingest_job(
     sources: dict[int, Source],
     features: dict[str, Any],
     clipping: bool = True,
+    chunk_frames: int | None = None,
 ) -> JobOutcome:
     """Compute and write the chunk tasks of one job, in order.
 
@@ -76,11 +83,15 @@ def ingest_job(
         The store's :class:`~dnmf.audio.features.FeatureConfig` as attrs.
     clipping : bool
         Whether the store records the frames' clipping (not one of an older dnmf).
+    chunk_frames : int, optional
+        Frames per chunk of ``V``: a task that starts at a chunk's first frame
+        returns its chunk's records (``JobOutcome.records``). None: no records.
     """
     from dnmf.audio.decode import Decoder
     from dnmf.audio.features import FeatureConfig
     from dnmf.cluster import one_blas_thread
     from dnmf.io.corpus import write_frames
+    from dnmf.io.records import chunk_record
 
     cfg = FeatureConfig(**features)
     out = JobOutcome()
@@ -89,8 +100,17 @@ def ingest_job(
         for task in tasks:
             with one_blas_thread():
                 V, times, rows, clipped = _compute_chunk(task, sources, cfg, decoders, out)
-            write_frames(store, task.start, V, times, rows, clipped if clipping else None)
+            written = {"V": V, "time": times, "file_index": rows}
+            if clipping:
+                written["clipped"] = clipped
+            write_frames(store, task.start, V, times, rows, written.get("clipped"))
             out.chunks.append(task.chunk)
+            if chunk_frames is not None and task.start == task.chunk * chunk_frames:
+                # The chunk holds these values only (it starts here; it ends here or at
+                # the extent): their records are the chunk's, as a read-back would give.
+                out.records[task.chunk] = {
+                    name: chunk_record(v, stats=name == "V") for name, v in written.items()
+                }
     finally:
         for row, dec in decoders.items():
             out.peaks[row], out.decoded[row] = dec.peak, dec.decoded
@@ -105,7 +125,7 @@ def _compute_chunk(
     """``V``, ``time``, ``file_index`` and ``clipped`` of one chunk task; a bad file's frames
     stay zero."""
     n = task.stop - task.start
-    V = np.empty((cfg.n_bins, n), dtype=np.float32)
+    V = _chunk_buffer((cfg.n_bins, n))
     times = np.empty(n, dtype=np.float64)
     rows = np.empty(n, dtype=np.int32)
     clipped = np.zeros(n, dtype=np.int32)
@@ -119,6 +139,25 @@ def _compute_chunk(
             V[:, a:b] = 0.0  # laid out again without this file (pipelines.ingest_plan.redo_after)
             clipped[a:b] = 0
     return V, times, rows, clipped
+
+
+_kept = threading.local()
+
+
+def _chunk_buffer(shape: tuple[int, int]) -> np.ndarray:
+    """An uninitialised float32 array for one chunk's ``V``, the same one for each whole
+    chunk a thread computes (it is written and recorded before the next task starts).
+
+    A new one (33 MB at n_fft=2048) is a fresh mapping from glibc, whose pages the
+    kernel zeroes on first touch: in every task, a cost of the order of the FFT's.
+    """
+    kept = getattr(_kept, "V", None)
+    if kept is not None and kept.shape == shape:
+        return kept
+    buf = np.empty(shape, dtype=np.float32)
+    if kept is None or kept.shape[0] != shape[0] or kept.shape[1] < shape[1]:
+        _kept.V = buf  # the shape of a whole chunk, not a short last one
+    return buf
 
 
 def _segment_frames(
@@ -137,7 +176,7 @@ def _segment_frames(
     reader = SignalReader(dec, src.n_samples, src.samplerate, cfg)
     spectrum = np.zeros(1 + cfg.n_fft // 2, dtype=np.float64)
     try:
-        V[:] = block_frames(reader, seg.f0, seg.f1, spectrum=spectrum)
+        block_frames(reader, seg.f0, seg.f1, spectrum=spectrum, out=V)
         clipped[:] = clipped_counts(reader, seg.f0, seg.f1)
     except BadAudio as exc:
         out.errors[seg.row] = str(exc)

@@ -385,3 +385,32 @@ def test_two_buffers_mid_epoch_checks_what_resume_reads_and_not_what_it_rewrites
     a, c = ModelStore.open(tmp_path / "whole.zarr"), ModelStore.open(cut)
     assert a.W.tobytes() == c.W.tobytes()
     assert a.activations().tobytes() == c.activations().tobytes()
+
+
+def test_the_records_an_ingest_makes_are_those_of_what_it_wrote(
+    tmp_path: Path, cluster_client: object
+) -> None:
+    """The tasks record the chunks they write from the values in hand; an append into a
+    partly filled chunk, and chunks laid out again around a file found silent, too."""
+    from dnmf.io.records import chunk_record, load_records
+    from pipelines.ingest import ingest
+
+    audio = tmp_path / "audio"
+    write(audio / "a.wav", tone(22050, 1.0), 22050)
+    store = tmp_path / "corpus.zarr"
+    ingest(audio, store, chunk_frames=32, client=cluster_client)  # 44 frames: 1.4 chunks
+    write(audio / "b.wav", tone(22050, 1.0, 660.0), 22050)
+    write(audio / "c.wav", np.zeros(22050, np.float32), 22050)  # silent: laid out again
+    write(audio / "d.wav", tone(44100, 1.5, 880.0, channels=2), 44100)
+    result = ingest(audio, store, client=cluster_client)
+    assert result.added == ["b.wav", "d.wav"] and result.skipped[0]["file"] == "c.wav"
+    group = zarr.open_group(str(store), mode="r")
+    for name in ("V", "time", "file_index", "clipped"):
+        rec = load_records(str(store), name)
+        assert rec is not None and rec.n_chunks == -(-int(group[name].shape[-1]) // 32) > 3
+        for j in range(rec.n_chunks):
+            want = chunk_record(np.asarray(group[name][rec.region(j)]), stats=name == "V")  # type: ignore[index]
+            got = {"crc": int(rec.crc[j])}
+            if rec.stats is not None:
+                got.update({k: v[j].item() for k, v in rec.stats.items()})
+            assert got == want, (name, j)

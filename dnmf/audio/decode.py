@@ -383,7 +383,7 @@ def to_mono(y: np.ndarray) -> np.ndarray:
     columns avoids a slow strided reduction.
     """
     if y.shape[1] == 1:
-        return y[:, 0].copy()
+        return y[:, 0]  # a contiguous view of a C-ordered (n, 1) array
     acc = y[:, 0] + y[:, 1]
     for c in range(2, y.shape[1]):
         acc += y[:, c]

@@ -27,6 +27,7 @@ __all__ = [
     "frequencies",
     "n_frames_for",
     "n_output_samples",
+    "stft_magnitude",
 ]
 
 
@@ -200,13 +201,14 @@ class SignalReader:
         self._margin = math.ceil(self.MARGIN_SECONDS * orig_sr / self._l_in) * self._l_in
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        out = np.zeros(stop - start, dtype=np.float32)
+        """Samples ``[start, stop)``, float32 (a read-only view of what was decoded or
+        resampled when the range lies inside the signal: no copy)."""
         c0, c1 = max(start, 0), min(stop, self.n_out)
         if c1 <= c0:
-            return out
+            return np.zeros(stop - start, dtype=np.float32)
         if self.orig_sr == self.cfg.sr:
-            out[c0 - start : c1 - start] = self.decode(c0, c1)
-            return out
+            y = self.decode(c0, c1)
+            return _padded(y, c0 - start, stop - start) if (c0, c1) != (start, stop) else _frozen(y)
         import soxr
 
         l_in, l_out = self._l_in, self._l_out
@@ -218,13 +220,28 @@ class SignalReader:
         offset = in_start // l_in * l_out  # output index of y[0]; exact, in_start is aligned
         piece = y[c0 - offset : c1 - offset]
         # A short tail reads as zeros, as librosa.util.fix_length pads it.
-        out[c0 - start : c0 - start + len(piece)] = piece
-        return out
+        if (c0, c0 + len(piece)) == (start, stop):
+            return _frozen(piece)
+        return _padded(piece, c0 - start, stop - start)
+
+
+def _frozen(y: np.ndarray) -> np.ndarray:
+    view = y.view()
+    view.flags.writeable = False
+    return view
+
+
+def _padded(y: np.ndarray, at: int, n: int) -> np.ndarray:
+    """``y`` placed at ``at`` in ``n`` float32 zeros (a range that reaches past the signal)."""
+    out = np.zeros(n, dtype=np.float32)
+    out[at : at + len(y)] = y
+    return out
 
 
 def block_frames(
-    reader: SignalReader, f0: int, f1: int, *, spectrum: np.ndarray | None = None
-) -> np.ndarray:
+    reader: SignalReader, f0: int, f1: int, *, spectrum: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
     """Frames ``[f0, f1)`` of the file behind ``reader``, as ``V`` stores them.
 
     Parameters
@@ -239,30 +256,28 @@ def block_frames(
         (:func:`dnmf.audio.quality.bandwidth`). A frame that meets the padding
         sees the signal start or stop at once, a step whose energy spreads over
         every bin; in a short file those few frames would fill the empty band.
+    out : ndarray of shape (n_bins, f1 - f0), float32, optional
+        Where to write the frames (a column range of a chunk: rows may be strided).
 
     Returns
     -------
     S : ndarray of shape (n_bins, f1 - f0), float32
         ``|STFT|**power`` (or its mel projection), equal to the same frames of
-        ``librosa.stft(y, center=cfg.center, ...)`` on the whole file.
+        ``librosa.stft(y, center=cfg.center, ...)`` on the whole file; ``out`` if
+        given, else C-ordered.
     """
-    import librosa
-
     cfg = reader.cfg
     offset = cfg.n_fft // 2 if cfg.center else 0
     start = f0 * cfg.hop_length - offset
     stop = (f1 - 1) * cfg.hop_length - offset + cfg.n_fft
     y = reader.read(start, stop)
-    X = librosa.stft(
-        y,
-        n_fft=cfg.n_fft,
-        hop_length=cfg.hop_length,
-        win_length=cfg.win_length,
-        window=cfg.window,
-        center=False,
-    )
-    S = np.abs(X)
-    del X
+    mel = cfg.features == "mel"
+    if out is None:
+        out = np.empty((cfg.n_bins, f1 - f0), dtype=np.float32)
+    # The magnitudes go straight into V (C order: a row per bin) for |STFT|; a mel
+    # projection takes them in the order librosa gives (F), as it always has.
+    S = np.empty((1 + cfg.n_fft // 2, f1 - f0), np.float32, order="F") if mel else out
+    stft_magnitude(y, cfg, S)
     if spectrum is not None:
         inside = slice(
             max(0, -(-offset // cfg.hop_length) - f0),
@@ -272,6 +287,56 @@ def block_frames(
         spectrum += np.einsum("ij,ij->i", part, part)  # float32 sums: ample for a level in dB
     if cfg.power != 1.0:
         np.power(S, cfg.power, out=S)
-    if cfg.features == "mel":
-        S = _mel_basis(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax) @ S
-    return S.astype(np.float32, copy=False)  # Fortran order from librosa; callers copy it
+    if mel:
+        out[...] = _mel_basis(cfg.sr, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax) @ S
+    return out
+
+
+#: Frames per FFT call of :func:`stft_magnitude` (their windowed copy, about 1 MB at
+#: n_fft=2048, stays in cache between the product, the FFT and the magnitude).
+STFT_BLOCK = 64
+
+
+@lru_cache(maxsize=8)
+def _fft_window(window: str, win_length: int | None, n_fft: int) -> np.ndarray:
+    import librosa
+
+    w = librosa.filters.get_window(window, win_length or n_fft, fftbins=True)
+    return np.asarray(librosa.util.pad_center(w, size=n_fft), dtype=np.float64)
+
+
+def stft_magnitude(y: np.ndarray, cfg: FeatureConfig, out: np.ndarray) -> None:
+    """``|librosa.stft(y, center=False, ...)|`` of float32 ``y``, bitwise, written into ``out``.
+
+    The same arithmetic as librosa's: each frame (float32) times the float64
+    window, a float64 real FFT (``librosa``'s FFT library, scipy's by default),
+    rounded to complex64, its magnitude in float32. What differs is the order:
+    librosa transforms 31 frames at a time along the strided axis of an F-ordered
+    complex matrix, and a caller then takes its magnitude and transposes it; here
+    a block of frames, each a contiguous row, is transformed along its rows and
+    its magnitude written at once into ``out`` (any layout, in V a row per bin).
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,), float32
+        At least ``n_fft`` samples; frame ``i`` is ``y[i hop : i hop + n_fft]``.
+    cfg : FeatureConfig
+    out : ndarray of shape (1 + n_fft // 2, n_frames), float32
+        ``n_frames = 1 + (n_samples - n_fft) // hop_length``.
+    """
+    from librosa import get_fftlib
+
+    fft = get_fftlib()
+    n_fft, n = cfg.n_fft, out.shape[1]
+    window = _fft_window(cfg.window, cfg.win_length, n_fft)
+    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[:: cfg.hop_length]
+    assert frames.shape[0] == n, (frames.shape, out.shape)
+    block = np.empty((min(STFT_BLOCK, n), n_fft), dtype=np.float64)
+    for a in range(0, n, STFT_BLOCK):
+        b = min(a + STFT_BLOCK, n)
+        windowed = np.multiply(frames[a:b], window, out=block[: b - a])
+        X = fft.rfft(windowed, axis=-1).astype(np.complex64)
+        # Iterated in the order of ``out`` (along its rows), reading the small block
+        # across: the other way round, a row stride that is a power of two (8192 frames
+        # of float32) maps every row to the same cache sets and the writes miss.
+        np.abs(X.T, out=out[:, a:b])

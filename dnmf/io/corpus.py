@@ -205,13 +205,19 @@ class CorpusStore:
         if self.V.shape[1] != self.n_frames:
             self.resize_frames(self.n_frames)
 
-    def record_new_chunks(self, n_frames: int, *, map: Any = None) -> dict[str, Fresh]:
+    def record_new_chunks(
+        self, n_frames: int, *, known: dict[int, dict[str, dict[str, Any]]] | None = None,
+        map: Any = None,
+    ) -> dict[str, Fresh]:  # fmt: skip
         """The records of the chunks an append to ``n_frames`` frames wrote (V with its
-        sum, min, max and non-finite count; time; file_index; clipped), each read back by
-        ``map(fn, chunks)`` (on the cluster that wrote them; default here, in turn)."""
+        sum, min, max and non-finite count; time; file_index; clipped): those in ``known``
+        (chunk to name to record, made by the tasks that wrote them from the values they
+        wrote) as they are, the others read back by ``map(fn, chunks)`` (on the cluster
+        that wrote them; default here, in turn)."""
         from dnmf.io.records import ArrayRecords, _ReadBack
 
         cf, first = self.chunk_frames, self.n_frames // self.chunk_frames
+        known = known or {}
         out: dict[str, Fresh] = {}
         for name in self._present(FRAME_ARRAYS):
             shape = (self.features.n_bins, n_frames) if name == "V" else (n_frames,)
@@ -219,10 +225,14 @@ class CorpusStore:
             rec = ArrayRecords(
                 self.path, name, shape, chunks, np.zeros(0, np.uint32), len(shape) - 1
             )
-            todo = list(range(first, rec.n_chunks))
-            task = _ReadBack(f"{Path(self.path).resolve()}/{name}", rec, name == "V")
-            got = (map or (lambda fn, items: [fn(j) for j in items]))(task, todo)
-            out[name] = dict(zip(todo, got, strict=True))
+            todo = range(first, rec.n_chunks)
+            fresh = {j: known[j][name] for j in todo if name in known.get(j, {})}
+            rest = [j for j in todo if j not in fresh]
+            if rest:
+                task = _ReadBack(f"{Path(self.path).resolve()}/{name}", rec, name == "V")
+                got = (map or (lambda fn, items: [fn(j) for j in items]))(task, rest)
+                fresh.update(zip(rest, got, strict=True))
+            out[name] = fresh
         return out
 
     def commit(

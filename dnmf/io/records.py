@@ -84,11 +84,13 @@ def chunk_record(data: np.ndarray, *, stats: bool = False) -> dict[str, Any]:
     """
     out: dict[str, Any] = {"crc": checksum(data)}
     if stats:
-        finite = np.isfinite(data)
-        bad = int(data.size - np.count_nonzero(finite))
-        ok = data if bad == 0 else data[finite]
+        total = float(data.sum(dtype=np.float64))
+        # A finite sum means every value is finite (a NaN or an infinity carries into it),
+        # which saves a pass; only a sum that is not finite needs the count.
+        bad = 0 if math.isfinite(total) else int(data.size - np.count_nonzero(np.isfinite(data)))
+        ok = data if bad == 0 else data[np.isfinite(data)]
         out.update(
-            sum=float(data.sum(dtype=np.float64)),
+            sum=total,
             min=float(ok.min()) if ok.size else math.nan,
             max=float(ok.max()) if ok.size else math.nan,
             nonfinite=bad,
