@@ -1,0 +1,56 @@
+"""One quick same-run pair for issue 13: scikit-learn's reference against dnmf's whole command.
+
+Run from the repository root (needs the corpus ``benchmarks/learn.py --workdir DIR`` rendered)::
+
+    python benchmarks/learn_pair.py --store /tmp/bench20/corpus-20min.zarr --beta 1 --epochs 56,69
+
+In one run, back to back: scikit-learn ``NMF(solver='mu', init='random', max_iter=200, tol=0)``
+on ``V.T`` in memory (L* and T_sk; 'random' was the better init for beta 0 and 1 on the
+benchmark corpus), then ``dnmf learn STORE --rank 64 --beta B --epochs K`` as whole commands
+for each K, every dictionary scored as :func:`learn.refit_loss` scores it (H refitted, 100
+iterations). Prints each time, loss / L* and T_sk / time, and the load average before and
+after. A shorter check than ``benchmarks/learn.py`` (no MiniBatchNMF, no curve of the
+reference, one init); nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learn import dnmf_learn, load_V, refit_loss, sklearn_fit
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--beta", type=float, default=1.0)
+    ap.add_argument("--epochs", default="56,69", help="dnmf --epochs values, comma-separated")
+    args = ap.parse_args()
+    print(f"# python benchmarks/learn_pair.py {' '.join(sys.argv[1:])}")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    V = load_V(args.store)
+    X = np.ascontiguousarray(V.T)
+    sk = sklearn_fit(X, args.beta, "mu", "random")
+    del X
+    lstar = refit_loss(V, sk["W"], args.beta, 100)["loss"]
+    print(f"NMF(mu, random, 200 it.): {sk['seconds']:.1f} s, L* {lstar:.6g}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in [int(e) for e in args.epochs.split(",")]:
+            run = dnmf_learn(args.store, Path(tmp) / f"m{k}.zarr", args.beta,
+                             ["--epochs", str(k)], Path(tmp) / f"m{k}.log")  # fmt: skip
+            loss = refit_loss(V, run["W"], args.beta, 100)["loss"]
+            print(f"dnmf learn --epochs {k}: {run['seconds']:.1f} s whole command, "
+                  f"{loss / lstar:.4f} L*, T_sk / time {sk['seconds'] / run['seconds']:.2f}x",
+                  flush=True)  # fmt: skip
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
