@@ -97,7 +97,9 @@ def main() -> None:
         R = Vb / (W @ H)
         W.T @ R, R @ H.T
     kern = (time.perf_counter() - t) / 20 * args.chunks
-    print(f"  the kernels of a step, 1 thread   {kern * 1e3:7.1f} ms  (beta=1 products, all chunks)")
+    print(
+        f"  the kernels of a step, 1 thread   {kern * 1e3:7.1f} ms  (beta=1 products, all chunks)"
+    )
 
 
 if __name__ == "__main__":
