@@ -233,7 +233,7 @@ def _run_learning(
     config: LearnConfig, backend: Any, model: ModelStore, result: LearnResult, state: LearnState,
     h_init: Any, progress: bool, on_step: Any, t0: float,
 ) -> None:  # fmt: skip
-    from dnmf.nmf.learner import learn, stage_kw
+    from dnmf.nmf.learner import learn, passes_kw, stage_kw
     from dnmf.nmf.plan import h_buffers, passes_done
 
     ranges, fast = backend.blocks(), h_buffers(config) == 3
@@ -243,9 +243,7 @@ def _run_learning(
             config, backend, s, h_init=h_init, on_step=report, checkpoint=model.save_checkpoint
         ),
         state, model, result, epochs=config.epochs, progress=progress, on_step=on_step, t0=t0,
-        passes=lambda e: passes_done(
-            n_blocks, e, fast=fast, budget=kw["budget"], min_blocks=kw["min_blocks"]
-        ),
+        passes=lambda e: passes_done(n_blocks, e, fast=fast, **passes_kw(kw)),
     )  # fmt: skip
 
 

@@ -201,9 +201,7 @@ class ModelStore:
         fresh, h, writes = {}, self._handles, []
         for name in written:
             value, where = np.asarray(arrays[name]), f"state/slot{slot}/{name}"
-            arr = h.get(where)
-            if arr is None or arr.shape != value.shape or arr.dtype != value.dtype:
-                arr = existing_array(g, name, value.shape, value.dtype)
+            arr = existing_array(g, name, value.shape, value.dtype, handles=h, key=where)
             if arr is None:
                 arr = g.create_array(
                     name, shape=value.shape, dtype=value.dtype, compressors=None, overwrite=True

@@ -318,9 +318,9 @@ def _record_arrays(
         values = np.array([r[key] for r in rows], dtype=dtype)
         chunks = (max(1, min(len(values), 65536)),)
         where = f"{GROUP}/{_key(name)}{suffix}"
-        out = handles.get(where)
-        if out is None or out.shape != values.shape:
-            out = existing_array(recs, f"{_key(name)}{suffix}", values.shape, dtype, chunks)
+        out = existing_array(
+            recs, f"{_key(name)}{suffix}", values.shape, dtype, chunks, handles=handles, key=where
+        )
         if out is None:
             out = recs.create_array(
                 f"{_key(name)}{suffix}", shape=values.shape, chunks=chunks, dtype=dtype,

@@ -131,11 +131,18 @@ def array(group: zarr.Group, name: str) -> zarr.Array:
 
 def existing_array(
     group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any,
-    chunks: tuple[int, ...] | None = None,
+    chunks: tuple[int, ...] | None = None, *, handles: dict[str, Any] | None = None,
+    key: str = "",
 ) -> zarr.Array | None:  # fmt: skip
     """Array ``name`` of ``group`` if it exists with this shape and dtype (and chunks, if
     given), to be rewritten in place (one write, instead of a delete, a metadata write and
-    a write); None if it is absent, different or its metadata does not parse."""
+    a write); None if it is absent, different or its metadata does not parse.
+
+    ``handles[key]``, an array opened before, is taken instead of opening it again where
+    its shape and dtype still match (a caller that rewrites the same arrays often)."""
+    held = handles.get(key) if handles is not None else None
+    if held is not None and held.shape == tuple(shape) and held.dtype == np.dtype(dtype):
+        return held  # type: ignore[no-any-return]
     try:
         node = group[name]
     except Exception:  # absent or unreadable: the caller writes it anew

@@ -243,7 +243,7 @@ def learn(
     # so a step of a fraction f of the frames forgets forget_factor ** f.
     rho_base = 0.0 if full_batch else cfg.forget_factor
     while (
-        passes_done(n_blocks, state.done_epochs, fast=fast, **_passes_kw(skw)) < cfg.epochs - 1e-9
+        passes_done(n_blocks, state.done_epochs, fast=fast, **passes_kw(skw)) < cfg.epochs - 1e-9
         and not state.converged
     ):
         sample = sample_blocks(n_blocks, state.epoch, **skw) if fast else None
@@ -304,7 +304,8 @@ def stage_kw(cfg: LearnConfig, ranges: list[tuple[int, int]]) -> dict[str, int]:
     }  # fmt: skip
 
 
-def _passes_kw(skw: dict[str, int]) -> dict[str, int]:
+def passes_kw(skw: dict[str, int]) -> dict[str, int]:
+    """Of :func:`stage_kw`, the keywords :func:`dnmf.nmf.plan.passes_done` takes."""
     return {"budget": skw["budget"], "min_blocks": skw["min_blocks"]}
 
 
