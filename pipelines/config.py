@@ -64,6 +64,16 @@ class LearnSection(LearnConfig):
     init: Literal["random", "nndsvda", "kmeans", "uniform", "pitched", "drums"] = "nndsvda"  # type: ignore[assignment]
     refine_epochs: int = Field(5, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_init(cls, values: Any) -> Any:
+        """No ``init``: the one ``dnmf learn`` takes for this β (``default_init``)."""
+        if not isinstance(values, dict) or values.get("init") is not None:
+            return values
+        from dnmf.nmf.init import default_init
+
+        return {**values, "init": default_init(values.get("beta"))}
+
     def learn_config(self) -> LearnConfig:
         """The config of a learn from scratch."""
         return LearnConfig(**self.model_dump(exclude={"refine_epochs"}))

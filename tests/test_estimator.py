@@ -321,6 +321,19 @@ def test_inits_run_and_are_seeded(init: str | None) -> None:
     assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize(
+    ("beta", "expected"), [(0, "random"), (0.5, "random"), (1, "nndsvda"), (2, "nndsvda")]
+)
+def test_default_init_follows_beta(beta: float, expected: str) -> None:
+    """init=None: NNDSVDa for beta >= 1, random below (where NNDSVDa measured worse)."""
+    X = low_rank() + 0.1
+    kw = dict(beta_loss=beta, random_state=5, max_iter=5, tol=0, schedule="full", solver="mu")
+    default = NMF(3, init=None, **kw).fit(X).components_
+    assert_array_equal(default, NMF(3, init=expected, **kw).fit(X).components_)
+    other = "nndsvda" if expected == "random" else "random"
+    assert not np.array_equal(default, NMF(3, init=other, **kw).fit(X).components_)
+
+
 def test_more_components_than_features_as_sklearn() -> None:
     X = low_rank(n_samples=30, n_features=4)
     model = NMF(6, max_iter=10, tol=0, random_state=0, schedule="full", solver="mu")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -437,3 +438,20 @@ def test_hals_loss_never_rises_in_full_batch_and_minibatch_learns(schedule: dict
     assert losses[-1] < 0.2 * losses[0] and (state.W >= 0).all()
     with pytest.raises(DnmfUsageError, match="solver='hals' is for beta=2"):
         LearnConfig.from_options(rank=2, beta=1, solver="hals")
+
+
+@pytest.mark.parametrize(("beta", "init", "expected"), [
+    (None, None, "nndsvda"), ("kullback-leibler", None, "nndsvda"), (0, None, "random"),
+    ("itakura-saito", None, "random"), (0, "kmeans", "kmeans"),
+])  # fmt: skip
+def test_dnmf_learn_default_init_follows_beta(beta: Any, init: str | None, expected: str) -> None:
+    """``dnmf learn`` without --init: NNDSVDa, but random for --beta below 1."""
+    from dnmf.cli._learn_options import learn_config
+
+    common = {} if beta is None else {"beta": beta}
+    cfg, _ = learn_config(
+        rank=4, init=init, fixed=(), lags=None, pitches=None, pitch_tol=None, harmonics=None,
+        drums=None, scores=None, onset_tol=None, h_init=None, sparsity=None, uncorr=None,
+        fix_w=False, fix_h=False, common=common,
+    )  # fmt: skip
+    assert cfg.init == expected

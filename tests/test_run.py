@@ -92,6 +92,14 @@ def test_demo_config_learns_what_dnmf_demo_learns() -> None:
     assert cfg.store == "dnmf-demo" and cfg.input == "dnmf-demo/audio"
 
 
+def test_learn_section_default_init_follows_beta() -> None:
+    from pipelines.config import LearnSection
+
+    assert LearnSection(rank=4).init == "nndsvda"
+    assert LearnSection(rank=4, beta="itakura-saito").init == "random"
+    assert LearnSection(rank=4, beta=0, init="nndsvda").init == "nndsvda"  # a named init stays
+
+
 @pytest.mark.parametrize(
     ("change", "words"),
     [

@@ -163,9 +163,10 @@ def learn_config(
     """
     from dnmf.nmf.config import INITS, LearnConfig
     from dnmf.nmf.informed import read_scores, score_labels
+    from dnmf.nmf.init import default_init
 
     W_init = None
-    init_name = init or "nndsvda"
+    init_name = init or default_init(common.get("beta"))
     pitch_values = parse_pitches(pitches) if pitches is not None else ()
     labels: list[str] = []
     if scores is not None:

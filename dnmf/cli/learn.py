@@ -71,7 +71,7 @@ def learn_command(
         str | None,
         typer.Option(
             help="random, nndsvda, kmeans, uniform, pitched, drums, or a model store whose W "
-            "starts the run [default: nndsvda]."
+            "starts the run [default: nndsvda; random for --beta below 1]."
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the init, initial H and epoch order.")] = 0,

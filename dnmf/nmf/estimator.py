@@ -95,7 +95,8 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
         (``dnmf learn`` refuses it).
     init : {'random', 'nndsvda', 'kmeans', 'custom'} or None, default=None
         Initial dictionary. None: 'nndsvda' if ``n_components <= min(n_samples,
-        n_features)``, else 'random' (scikit-learn's rule). 'random' draws the
+        n_features)`` and β >= 1, else 'random' (scikit-learn's rule, with
+        'random' for β < 1, where NNDSVDa measured worse). 'random' draws the
         components exactly as scikit-learn draws its ``H`` from the same int
         seed; 'nndsvda' (on up to 20000 sampled frames) and 'kmeans' (k-means
         centroids of those frames) set the components only. Unless given, the
@@ -327,7 +328,11 @@ class NMF(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     def _init_name(self, rank: int, X: Any) -> str:
         if self.init is not None:
             return str(self.init)
-        return "nndsvda" if rank <= min(X.shape) else "random"
+        if rank > min(X.shape):
+            return "random"
+        from dnmf.nmf.init import default_init
+
+        return default_init(self.beta_loss)
 
     def _seed(self) -> int:
         rs = self.random_state
