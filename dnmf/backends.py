@@ -238,9 +238,21 @@ def mask_count_task(item: tuple[int, int], V_url: str, mask: MaskSpec) -> dict[s
     return source_counts(mask, V, start, read_M)
 
 
-def _sample_task(V_url: str, columns: np.ndarray, mask: MaskSpec | None = None) -> np.ndarray:
-    lo, hi = int(columns[0]), int(columns[-1]) + 1  # one block's columns, in frame order
-    V = read_checked(V_url, lo, hi)[:, columns - lo]
+def _sample_task(
+    V_url: str, columns: np.ndarray, mask: MaskSpec | None = None,
+    block: tuple[int, int] | None = None,
+) -> np.ndarray:  # fmt: skip
+    """The sampled ``columns`` of one block of V. Given the block's ``(start, stop)``, the
+    whole block is read through the worker's block cache, where the first epoch's visit
+    finds it (the sample tasks run on the blocks' home workers)."""
+    if block is not None:
+        from dnmf.io.blocks import ZarrBlockIO
+
+        lo = block[0]
+        V = ZarrBlockIO(V_url, "").read_V(*block)[:, columns - lo]
+    else:
+        lo, hi = int(columns[0]), int(columns[-1]) + 1  # one block's columns, in frame order
+        V = read_checked(V_url, lo, hi)[:, columns - lo]
     if mask is None:
         return V
     M = None
@@ -354,19 +366,16 @@ class DaskBackend:
         else:
             rng = np.random.default_rng([seed, 0x534D])
             idx = np.sort(rng.choice(total, n_frames, replace=False))
-        parts = []
+        parts, home = [], self._homes()
         for b, (a, z) in enumerate(self.blocks()):
             cols = idx[(idx >= a) & (idx < z)]
             if len(cols):
                 parts.append(
                     self.client.submit(
-                        _sample_task,
-                        self.V_url,
-                        cols,
-                        self.mask,
-                        key=f"dnmf-sample-{self.token}-{b}",
+                        _sample_task, self.V_url, cols, self.mask, (a, z),
+                        key=f"dnmf-sample-{self.token}-{b}", **home(b),
                     )
-                )
+                )  # fmt: skip
         return np.concatenate(self.client.gather(parts), axis=1)
 
     def step(

@@ -96,6 +96,7 @@ def connect(
     client: Client | None = None,
     profile: bool = False,
     progress: bool = False,
+    audio: bool = True,
 ) -> Iterator[Client]:
     """A client for the duration of the block.
 
@@ -117,6 +118,11 @@ def connect(
     progress : bool
         Say on stderr, at once, that a cluster is being started or joined, and
         show the start as a stage of its own (:func:`dnmf.progress.stage`).
+    audio : bool
+        Local workers also import and warm up the audio stack (librosa, soxr)
+        before the first task: what ingest needs, and 2 of the 3 seconds of a
+        2-worker start on 2 cores, which learning and export on a corpus
+        store do without (:func:`warm_up`).
 
     Examples
     --------
@@ -138,7 +144,9 @@ def connect(
     with ExitStack() as stack:
         starting = f"starting a local cluster of {count(n, 'worker')}..."
         with stage("cluster", starting, enabled=progress, unit="workers", total=n):
-            local = stack.enter_context(_local_cluster(n, processes=processes, profile=profile))
+            local = stack.enter_context(
+                _local_cluster(n, processes=processes, profile=profile, audio=audio)
+            )
         yield local
 
 
@@ -180,7 +188,7 @@ def _join(address: str, progress: bool) -> Iterator[Client]:
 
 
 @contextmanager
-def _local_cluster(n: int, *, processes: bool, profile: bool) -> Iterator[Client]:
+def _local_cluster(n: int, *, processes: bool, profile: bool, audio: bool) -> Iterator[Client]:
     """A LocalCluster of ``n`` single-threaded workers and its client, warmed up."""
     import dask
     from distributed import Client, LocalCluster
@@ -200,7 +208,7 @@ def _local_cluster(n: int, *, processes: bool, profile: bool) -> Iterator[Client
         Client(cluster) as local,
     ):
         if processes:
-            local.run(warm_up)  # imports in every worker at once, not in the first task
+            local.run(warm_up, audio)  # imports in every worker at once, not in the first task
         yield local
 
 
@@ -252,21 +260,27 @@ def worker_environ() -> dict[str, Any]:
     return env
 
 
-def warm_up() -> None:
-    """Import what chunk tasks use (librosa loads lazily) so that no task pays for it."""
+def warm_up(audio: bool = True) -> None:
+    """Import what chunk tasks use, and compile (or load from numba's cache) the fused
+    passes, so that no task pays for it; with ``audio`` also the feature stack (librosa
+    loads lazily: its import and first STFT take about 2 s in each worker)."""
     import numpy as np
-    import soxr
     import zarr  # noqa: F401
-    from librosa import stft
 
-    import dnmf.audio.features  # noqa: F401
+    import dnmf.nmf.visit
     from dnmf.nmf.kernels import chunk_stats
 
-    y = np.zeros(4096, dtype=np.float32)
-    stft(y, n_fft=1024)
-    soxr.resample(y, 44100, 22050)
+    if audio:
+        import soxr
+        from librosa import stft
+
+        import dnmf.audio.features  # noqa: F401
+
+        y = np.zeros(4096, dtype=np.float32)
+        stft(y, n_fft=1024)
+        soxr.resample(y, 44100, 22050)
     V = np.ones((4, 3), dtype=np.float32)
-    for beta in (0.0, 1.0):  # compiles (or loads from numba's cache) the fused passes
+    for beta in (0.0, 1.0):
         chunk_stats(V, V[:, :2].copy(), V[:2].copy(), beta=beta)
     one_blas_thread()
 

@@ -259,7 +259,7 @@ def export(
 
     src, dst = str(Path(corpus_path).resolve()), str(store.resolve())
     t_cluster = time.perf_counter()
-    with connect(workers, scheduler, client=client, progress=progress) as c:
+    with connect(workers, scheduler, client=client, progress=progress, audio=False) as c:
         result.cluster_seconds = 0.0 if client is not None else time.perf_counter() - t_cluster
         backend = DaskBackend(
             c, f"{src}/V", block_frames=corpus.chunk_frames, n_frames=corpus.n_frames

@@ -189,7 +189,7 @@ def learn_corpus(
         )
     result = LearnResult(model=str(model_path), corpus=str(corpus_path), ingest=ingested)
     t_cluster = time.perf_counter()
-    with connect(workers, scheduler, client=client, progress=progress) as c:
+    with connect(workers, scheduler, client=client, progress=progress, audio=False) as c:
         result.cluster_seconds = 0.0 if client is not None else time.perf_counter() - t_cluster
         result.workers = len(c.scheduler_info(n_workers=-1).get("workers", {}))
         result.dashboard = _dashboard(c)

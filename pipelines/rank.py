@@ -95,7 +95,7 @@ def rank_corpus(
     corpus = CorpusStore.open(corpus_path)
     result = RankResult(corpus=str(corpus_path), output=str(out), beta=config.beta,
                         holdout=holdout)  # fmt: skip
-    with connect(workers, scheduler, client=client, progress=progress) as c:
+    with connect(workers, scheduler, client=client, progress=progress, audio=False) as c:
         for rank in ranks:
             cfg = config.model_copy(update={"rank": rank, "holdout": holdout})
             model_path = out / f"rank{rank}.zarr"

@@ -414,3 +414,60 @@ def test_the_records_an_ingest_makes_are_those_of_what_it_wrote(
             if rec.stats is not None:
                 got.update({k: v[j].item() for k, v in rec.stats.items()})
             assert got == want, (name, j)
+
+
+def test_an_array_replaced_at_its_path_is_opened_anew(tmp_path: Path) -> None:
+    """open_array keeps a handle per path only while its zarr.json is unchanged: an
+    array replaced, resized or given new attributes there is what the next open sees."""
+    from dnmf.io.blocks import open_array
+
+    url = str(tmp_path / "a")
+    zarr.create_array(url, shape=(2, 8), chunks=(2, 4), dtype="f4", fill_value=0.0)
+    first = open_array(url, mode="r+")
+    assert open_array(url, mode="r+") is first
+    first[:, :] = 1.0
+    zarr.create_array(url, shape=(3, 6), chunks=(3, 3), dtype="f8", fill_value=0.0, overwrite=True)
+    again = open_array(url, mode="r+")
+    assert again is not first
+    assert (again.shape, again.dtype) == ((3, 6), np.dtype("f8"))
+    assert not np.asarray(again[:]).any()
+    again.resize((3, 9))
+    assert open_array(url, mode="r").shape == (3, 9)
+    again.attrs["note"] = "x"
+    assert open_array(url, mode="r").attrs["note"] == "x"
+
+
+def test_activations_are_served_from_memory_only_as_their_records_say(tmp_path: Path) -> None:
+    """A worker's visit reads back the block it wrote from memory only while the crc the
+    visit expects is the one of what was written; otherwise (another writer, a chunk
+    damaged or rewritten meanwhile) it reads the store and checks it there."""
+    from dnmf.errors import StoreDamagedError
+    from dnmf.io.blocks import ActivationCache, ZarrBlockIO, activation_cache, create_H_buffers
+
+    H_url = str(tmp_path / "state")
+    create_H_buffers(H_url, 3, 8, 4, "f4")
+    H = np.arange(12, dtype=np.float32).reshape(3, 4) + 1
+    io = ZarrBlockIO("", H_url)
+    io.write_H(1, 4, 8, H)
+    crc = io.written[1]
+    cache = activation_cache()
+    hits = cache.hits
+    # the chunk is altered on disk: a read that expects the written crc gets what was written
+    zarr.open_array(f"{H_url}/H1", mode="r+")[:, 4:8] = 0.0
+    got = ZarrBlockIO("", H_url, expect={(1, 1): crc}).read_H(1, 4, 8)
+    assert cache.hits == hits + 1 and np.array_equal(got, H)
+    got[:] = -1  # a copy: the next read is not changed by what a caller does with it
+    assert np.array_equal(ZarrBlockIO("", H_url, expect={(1, 1): crc}).read_H(1, 4, 8), H)
+    # another crc expected (another writer's): the store is read, and checked
+    with pytest.raises(StoreDamagedError):
+        ZarrBlockIO("", H_url, expect={(1, 1): crc ^ 1}).read_H(1, 4, 8)
+    assert cache.misses >= 1
+
+    small = ActivationCache(2 * H.nbytes)
+    small.put(("u", 0, 0, 4), {0: 7}, H)
+    small.put(("u", 1, 0, 4), {0: 8}, H)
+    small.put(("u", 2, 0, 4), {0: 9}, H)  # the oldest gives way
+    assert small.get(("u", 0, 0, 4), {0: 7}) is None
+    assert small.get(("u", 2, 0, 4), {0: 9}) is not None
+    small.put(("u", 3, 0, 4), {0: -1}, H)  # written in part: not kept
+    assert small.get(("u", 3, 0, 4), {0: -1}) is None and small.used == 2 * H.nbytes

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
 __all__ = [
+    "ActivationCache",
     "BlockCache",
     "ZarrBlockIO",
     "absolute",
+    "activation_cache",
     "block_cache",
     "create_H_buffers",
     "open_array",
@@ -32,7 +35,39 @@ def absolute(url: str) -> str:
     return url if "://" in url else os.path.abspath(url)
 
 
+#: ``(url, mode) -> (the zarr.json it was opened from, the handle)``: :func:`open_array`.
+_handles: dict[tuple[str, str], tuple[bytes, Any]] = {}
+#: Handles kept per process (a worker's visits open a few arrays, again every step).
+HANDLES = 64
+
+
 def open_array(url: str, mode: str = "r") -> Any:
+    """The Zarr array at ``url``, opened ``"r"`` or ``"r+"``.
+
+    An array on a local path is opened once per process and its handle reused
+    while its ``zarr.json`` holds the same bytes (one small read, where opening
+    parses the document and builds the codec pipeline again: 40 % of a visit's
+    time on the small chunks of ``benchmarks/step_overhead.py``). A handle
+    depends on nothing but that document, so a store rewritten, resized or
+    replaced at the same path is opened anew.
+    """
+    if "://" in url or mode not in ("r", "r+"):
+        return _open(url, mode)
+    try:
+        doc = Path(url, "zarr.json").read_bytes()
+    except OSError:  # not there (or not readable): Zarr says so in its own words
+        return _open(url, mode)
+    hit = _handles.get((url, mode))
+    if hit is not None and hit[0] == doc:
+        return hit[1]
+    arr = _open(url, mode)
+    if len(_handles) >= HANDLES:
+        _handles.pop(next(iter(_handles)))
+    _handles[url, mode] = (doc, arr)
+    return arr
+
+
+def _open(url: str, mode: str) -> Any:
     return zarr.open_array(url, mode=mode, zarr_format=3, use_consolidated=False)  # type: ignore[arg-type]
 
 
@@ -244,8 +279,11 @@ class ZarrBlockIO:
         return self._H[buffer]
 
     def read_H(self, buffer: int, start: int, stop: int) -> np.ndarray:
-        arr = self._buffer(buffer)
         expect = {j: crc for (b, j), crc in self.expect.items() if b == buffer}
+        held = activation_cache().get((self.H_url, buffer, start, stop), expect)
+        if held is not None:
+            return held
+        arr = self._buffer(buffer)
         if not expect:
             return np.asarray(arr[:, start:stop])
         from dnmf.io.buffers import read_buffer_checked
@@ -258,7 +296,67 @@ class ZarrBlockIO:
         arr = self._buffer(buffer)
         data = np.ascontiguousarray(H, dtype=arr.dtype)  # what the chunk will hold
         arr[:, start:stop] = data
-        self.written.update(written_crc(arr, start, stop, data))
+        crcs = written_crc(arr, start, stop, data)
+        self.written.update(crcs)
+        activation_cache().put((self.H_url, buffer, start, stop), crcs, data.copy())
+
+
+class ActivationCache:
+    """The activations a worker process wrote last, kept for its next visit to the block.
+
+    A visit reads its block's H from one or two buffers that this worker
+    process most likely wrote itself in the last epochs (blocks have home
+    workers). An entry is the block's values and the crc of each chunk they
+    filled, as returned to the client; a read is served from memory only when
+    every chunk's crc is the one the visit expects (the checkpoint's record of
+    what the store holds), so a block rewritten elsewhere (a retried task on
+    another worker, another run) or written in part is read from the store.
+    The values are then those the store holds, and the read skips Zarr and the
+    crc of the chunk. The budget is half the block cache's (:class:`BlockCache`):
+    the activations are ``rank / n_bins`` of V per buffer.
+    """
+
+    def __init__(self, budget: int) -> None:
+        from collections import OrderedDict
+
+        self.budget = budget
+        self.used = 0
+        self._items: OrderedDict[tuple[str, int, int, int], tuple[dict[int, int], np.ndarray]]
+        self._items = OrderedDict()
+        self.hits = self.misses = 0
+
+    def put(self, key: tuple[str, int, int, int], crcs: dict[int, int], H: np.ndarray) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.used -= old[1].nbytes
+        if H.nbytes > self.budget or not crcs or min(crcs.values()) < 0:
+            return  # too big, or a chunk written in part: its crc is not known here
+        while self._items and self.used + H.nbytes > self.budget:
+            self.used -= self._items.popitem(last=False)[1][1].nbytes
+        self._items[key] = (crcs, H)
+        self.used += H.nbytes
+
+    def get(self, key: tuple[str, int, int, int], expect: dict[int, int]) -> np.ndarray | None:
+        """A copy of the values written at ``key`` if every chunk's crc is as ``expect``
+        (chunk -> crc) says; None otherwise."""
+        hit = self._items.get(key)
+        if hit is None or any(expect.get(j) != crc for j, crc in hit[0].items()):
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return hit[1].copy()
+
+
+_activations: ActivationCache | None = None
+
+
+def activation_cache() -> ActivationCache:
+    """This process's :class:`ActivationCache`."""
+    global _activations
+    if _activations is None:
+        _activations = ActivationCache(BlockCache.default_budget() // 2)
+    return _activations
 
 
 def create_H_buffers(
