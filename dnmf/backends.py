@@ -239,20 +239,14 @@ def mask_count_task(item: tuple[int, int], V_url: str, mask: MaskSpec) -> dict[s
 
 
 def _sample_task(
-    V_url: str, columns: np.ndarray, mask: MaskSpec | None = None,
-    block: tuple[int, int] | None = None,
-) -> np.ndarray:  # fmt: skip
-    """The sampled ``columns`` of one block of V. Given the block's ``(start, stop)``, the
-    whole block is read through the worker's block cache, where the first epoch's visit
-    finds it (the sample tasks run on the blocks' home workers)."""
-    if block is not None:
-        from dnmf.io.blocks import ZarrBlockIO
+    V_url: str, columns: np.ndarray, mask: MaskSpec | None, block: tuple[int, int]
+) -> np.ndarray:
+    """The sampled ``columns`` of the block ``(start, stop)`` of V, the whole block read
+    through the worker's block cache, where the first epoch's visit finds it (the sample
+    tasks run on the blocks' home workers)."""
+    from dnmf.io.blocks import ZarrBlockIO
 
-        lo = block[0]
-        V = ZarrBlockIO(V_url, "").read_V(*block)[:, columns - lo]
-    else:
-        lo, hi = int(columns[0]), int(columns[-1]) + 1  # one block's columns, in frame order
-        V = read_checked(V_url, lo, hi)[:, columns - lo]
+    V = ZarrBlockIO(V_url, "").read_V(*block)[:, columns - block[0]]
     if mask is None:
         return V
     M = None

@@ -298,7 +298,7 @@ class ZarrBlockIO:
         arr[:, start:stop] = data
         crcs = written_crc(arr, start, stop, data)
         self.written.update(crcs)
-        activation_cache().put((self.H_url, buffer, start, stop), crcs, data.copy())
+        activation_cache().put((self.H_url, buffer, start, stop), crcs, data)
 
 
 class ActivationCache:
@@ -326,6 +326,7 @@ class ActivationCache:
         self.hits = self.misses = 0
 
     def put(self, key: tuple[str, int, int, int], crcs: dict[int, int], H: np.ndarray) -> None:
+        """Keep a copy of ``H``, written at ``key`` with the chunks' ``crcs`` (chunk -> crc)."""
         old = self._items.pop(key, None)
         if old is not None:
             self.used -= old[1].nbytes
@@ -333,7 +334,7 @@ class ActivationCache:
             return  # too big, or a chunk written in part: its crc is not known here
         while self._items and self.used + H.nbytes > self.budget:
             self.used -= self._items.popitem(last=False)[1][1].nbytes
-        self._items[key] = (crcs, H)
+        self._items[key] = (crcs, H.copy())
         self.used += H.nbytes
 
     def get(self, key: tuple[str, int, int, int], expect: dict[int, int]) -> np.ndarray | None:
