@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--epochs", default="56,69", help="dnmf --epochs values, comma-separated")
     args = ap.parse_args()
     print(f"# python benchmarks/learn_pair.py {' '.join(sys.argv[1:])}")
+    heap = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    print(f"glibc malloc settings: {heap or 'defaults'}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     V = load_V(args.store)
     X = np.ascontiguousarray(V.T)
