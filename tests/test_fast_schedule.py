@@ -101,9 +101,13 @@ def corpus(tmp_path: Path) -> Path:
     return write_corpus(tmp_path / "corpus.zarr", low_rank(6, 700)[:33], chunk_frames=100)
 
 
-@pytest.mark.parametrize(("lags", "epochs"), [(1, 50), (4, 12)])  # with and without samples
+@pytest.mark.parametrize(
+    ("lags", "epochs", "one_worker"),
+    # with and without samples; the samples' 1-worker leg (5 s) runs with the slow tests
+    [(1, 50, False), (4, 12, True), pytest.param(1, 50, True, marks=pytest.mark.slow)],
+)
 def test_fast_is_bitwise_the_same_in_memory_and_for_1_and_2_workers(
-    corpus: Path, tmp_path: Path, cluster_client, lags: int, epochs: int
+    corpus: Path, tmp_path: Path, cluster_client, lags: int, epochs: int, one_worker: bool
 ) -> None:
     from dnmf.cluster import connect
 
@@ -113,9 +117,12 @@ def test_fast_is_bitwise_the_same_in_memory_and_for_1_and_2_workers(
     mem = learn(cfg, be, start_state(cfg, be))
     assert mem.accel is not None and mem.accel[0] != 0.5  # the weight moved from its start
     two = learn_corpus(corpus, tmp_path / "two.zarr", config=cfg, client=cluster_client)
-    with connect(workers=1, processes=False) as c1:
-        learn_corpus(corpus, tmp_path / "one.zarr", config=cfg, client=c1)
-    Ws = [ModelStore.open(tmp_path / f"{n}.zarr").W for n in ("one", "two")]
+    runs = ["two"]
+    if one_worker:
+        with connect(workers=1, processes=False) as c1:
+            learn_corpus(corpus, tmp_path / "one.zarr", config=cfg, client=c1)
+        runs.append("one")
+    Ws = [ModelStore.open(tmp_path / f"{n}.zarr").W for n in runs]
     W_mem = mem.W[:, :, 0] if lags == 1 else mem.W
     assert all(W.tobytes() == W_mem.astype(np.float32).tobytes() for W in Ws)
     assert two.losses == mem.losses
