@@ -51,6 +51,34 @@ def test_defaults_are_the_fast_schedule_and_hals_for_frobenius() -> None:
     assert LearnConfig.from_attrs({"rank": 3}).schedule == "full"
 
 
+def test_the_fast_schedule_takes_heuristic_mu_below_beta_1_and_nowhere_else() -> None:
+    cfg = LearnConfig(rank=3, beta=0)
+    assert cfg.heuristic_mu and cfg.update_exponent() == 1.0
+    assert LearnConfig(rank=3, beta=0.5, lags=3).update_exponent() == 1.0
+    for other in (
+        dict(beta=0, schedule="full"), dict(beta=0, batch_chunks=2), dict(beta=-0.5),
+        dict(beta=0, heuristic_mu=False), dict(beta=1), dict(beta=3),
+    ):  # fmt: skip
+        assert LearnConfig(rank=3, **other).update_exponent() is None, other  # type: ignore[arg-type]
+    # a store written before the option learned with the majorization's exponent
+    old = LearnConfig.from_attrs({"rank": 3, "beta": 0.0, "schedule": "fast"})
+    assert old.update_exponent() is None
+    # the exponent reaches both updates: one step of each factor moves twice as far (in log)
+    V = low_rank()
+    base = dict(rank=8, beta=0.0, epochs=1, tol=0, norm=None)
+
+    def fit(**kw: object) -> tuple[np.ndarray, np.ndarray]:
+        r = fit_in_memory(V, LearnConfig(**{**base, **kw}), block_frames=200)  # type: ignore[arg-type]
+        return r.W, r.H
+
+    W0, H0 = fit(fix_W=True)[0], fit(fix_H=True)[1]  # the starting point of each
+    for free, kw in ((0, {"fix_H": True}), (1, {"fix_W": True})):
+        start = (W0, H0)[free]
+        step = {h: np.log(fit(**kw, heuristic_mu=h)[free] / start) for h in (True, False)}
+        assert np.abs(step[False]).max() > 0.01
+        np.testing.assert_allclose(step[True], 2.0 * step[False], rtol=1e-3, atol=1e-4)
+
+
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 def test_fast_reaches_a_lower_loss_than_plain_mu_in_the_same_passes(beta: float) -> None:
     V = low_rank()

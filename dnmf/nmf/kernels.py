@@ -27,7 +27,7 @@ same as ``sklearn/decomposition/_nmf.py``, floors included:
 * After each update, entries below ``np.finfo(np.float64).eps`` are set to
   exactly 0, as ``_fit_multiplicative_update`` does (H for ``β < 1``, W for
   ``β <= 1``). This keeps float32 factors out of the slow subnormal range.
-* The update exponent is :func:`gamma` (Févotte & Idier 2011), which keeps the
+* The update exponent is :func:`dnmf.nmf.divergence.gamma` (Févotte & Idier 2011), which keeps the
   loss non-increasing for every β.
 
 Arrays keep their dtype: float32 in, float32 out (float64 is accepted, for
@@ -62,7 +62,6 @@ from dnmf.nmf.divergence import (
     FloatArray,
     beta_name_to_float,
     dot64,
-    gamma,
     update_exponent,
 )
 
@@ -270,7 +269,7 @@ def update_H(
         Absolute L1 and L2 penalties on H, already scaled (scikit-learn's
         ``l1_reg_W`` and ``l2_reg_W``).
     gamma : float, optional
-        Update exponent; by default :func:`gamma` of β.
+        Update exponent; by default :func:`dnmf.nmf.divergence.gamma` of β.
     solver : {'mu', 'hals'}, default='mu'
         For β = 2, ``'hals'`` runs :func:`hals_rows` sweeps instead of MU.
 
@@ -372,6 +371,7 @@ def chunk_stats(
     update_h: bool = True,
     v_sqnorm: float | None = None,
     solver: str = "mu",
+    gamma: float | None = None,
 ) -> ChunkStats:
     """The per-chunk kernel: update H, then the chunk's statistics for W and its loss.
 
@@ -418,6 +418,8 @@ def chunk_stats(
         ``‖V‖²`` of the chunk (β = 2 only), to save recomputing it per visit.
     solver : {'mu', 'hals'}, default='mu'
         The H updates for β = 2 (:func:`update_H`); the statistics are the same.
+    gamma : float, optional
+        Exponent of the H updates (β ≠ 2); by default :func:`dnmf.nmf.divergence.gamma` of β.
 
     Returns
     -------
@@ -441,7 +443,7 @@ def chunk_stats(
         if n > 0:
             H = H.copy()
             _update_H_frobenius(
-                W.T @ V, WtW, H, n_iter=n, l1_reg=l1_reg_H, l2_reg=l2_reg_H, exponent=gamma(2.0),
+                W.T @ V, WtW, H, n_iter=n, l1_reg=l1_reg_H, l2_reg=l2_reg_H, exponent=1.0,
                 hals=solver == "hals",
             )  # fmt: skip
         num = V @ H.T
@@ -454,7 +456,7 @@ def chunk_stats(
         return ChunkStats(H=H, num=num, den=den, loss=loss)
 
     if n > 0:
-        H = update_H(V, W, H, beta=beta, n_iter=n, l1_reg=l1_reg_H, l2_reg=l2_reg_H)
+        H = update_H(V, W, H, beta=beta, n_iter=n, l1_reg=l1_reg_H, l2_reg=l2_reg_H, gamma=gamma)
     L = W @ H
     from dnmf.nmf import _fused
 

@@ -414,6 +414,7 @@ def chunk_stats_conv(
     l2_reg_H: float = 0.0,
     update_h: bool = True,
     M: FloatArray | None = None,
+    gamma: float | None = None,
 ) -> ChunkStats:
     """The per-chunk kernel of NMFD: update H on a window, then the chunk's statistics.
 
@@ -445,6 +446,8 @@ def chunk_stats_conv(
     M : ndarray of shape (n_bins, n_window), optional
         Weights of the window's entries (V 0 where they are): the weighted kernels
         of :mod:`dnmf.nmf.masked`; ``den`` then comes full.
+    gamma : float, optional
+        Exponent of the H updates; by default :func:`dnmf.nmf.divergence.gamma` of β.
 
     Returns
     -------
@@ -453,7 +456,9 @@ def chunk_stats_conv(
     beta = beta_name_to_float(beta)
     T = W.shape[2]
     if update_h and n_inner > 0:
-        H = update_H_conv(V, W, H, beta=beta, n_iter=n_inner, l1_reg=l1_reg_H, l2_reg=l2_reg_H, M=M)
+        H = update_H_conv(
+            V, W, H, beta=beta, n_iter=n_inner, l1_reg=l1_reg_H, l2_reg=l2_reg_H, gamma=gamma, M=M
+        )
     Hs = window_stack(H, start, stop, T)
     Vc = np.ascontiguousarray(V[:, start:stop])
     Ws = stack_templates(W).astype(V.dtype, copy=False)

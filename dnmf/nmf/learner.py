@@ -158,7 +158,7 @@ def visit_params(
     return VisitParams(
         beta=cfg.beta, n_inner=cfg.n_inner, l1_H=l1_H, l2_H=l2_H, seed=cfg.seed, avg=avg,
         update_h=not cfg.fix_H, h_init=h_init, solver=cfg.solver, n_buffers=h_buffers(cfg),
-        mask=mask,
+        mask=mask, gamma=cfg.update_exponent(),
     )  # fmt: skip
 
 

@@ -197,6 +197,7 @@ def chunk_stats_masked(
     l1_reg_H: float = 0.0,
     l2_reg_H: float = 0.0,
     update_h: bool = True,
+    gamma: float | None = None,
 ) -> ChunkStats:
     """The weighted per-block kernel: H updates, then ``num``, a full ``den`` and the loss.
 
@@ -207,12 +208,13 @@ def chunk_stats_masked(
 
     Products of size ``n_bins × k × n_frames`` for β = 1: ``3 n + 3`` (those of the
     unmasked kernel and, once each, ``Wᵀ M`` and ``M Hᵀ``), and two fused passes
-    over the block beside NumPy's log (:mod:`dnmf.nmf._fused_masked`).
+    over the block beside NumPy's log (:mod:`dnmf.nmf._fused_masked`). ``gamma`` is
+    the exponent of the H updates (by default γ of β).
     """
     beta = beta_name_to_float(beta)
     V, fused = _readable(V, W, H, M, beta)
     if update_h and n_inner > 0:
-        exponent = update_exponent(beta, None)
+        exponent = update_exponent(beta, gamma)
         H = _update_H(V, W, H, M, beta, fused, n_inner, l1_reg_H, l2_reg_H, exponent)
     L = W @ H
     HT = np.ascontiguousarray(H.T)

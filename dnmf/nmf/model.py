@@ -40,6 +40,7 @@ def window_stats(
     update_h: bool = True,
     solver: str = "mu",
     mask: BlockMask | None = None,
+    gamma: float | None = None,
 ) -> ChunkStats:
     """The per-block kernel of every model: update H on a window, then the block's statistics.
 
@@ -53,27 +54,29 @@ def window_stats(
     ``Σ M ⊙ d_β`` and ``den`` a :class:`dnmf.nmf.masked.MaskedDen`: at ``T = 1`` a
     0/1 frame mask runs the unmasked kernel on the kept frames (cheap ``den``; the
     dropped frames get ``H = 0``), any other mask the weighted kernels (full ``den``).
+    ``gamma`` is the exponent of the multiplicative H updates (by default γ of β).
     """
     if mask is not None:
         return _masked_window_stats(
             V, W, H, mask, start=start, stop=stop, beta=beta, n_inner=n_inner,
-            l1_reg_H=l1_reg_H, l2_reg_H=l2_reg_H, update_h=update_h, solver=solver,
+            l1_reg_H=l1_reg_H, l2_reg_H=l2_reg_H, update_h=update_h, solver=solver, gamma=gamma,
         )  # fmt: skip
     n_bins, k, T = W.shape
     if T == 1:
         return chunk_stats(
             V, W.reshape(n_bins, k), H, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
-            l2_reg_H=l2_reg_H, update_h=update_h, solver=solver,
+            l2_reg_H=l2_reg_H, update_h=update_h, solver=solver, gamma=gamma,
         )  # fmt: skip
     return chunk_stats_conv(
         V, W, H, start=start, stop=stop, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
-        l2_reg_H=l2_reg_H, update_h=update_h,
+        l2_reg_H=l2_reg_H, update_h=update_h, gamma=gamma,
     )  # fmt: skip
 
 
 def _masked_window_stats(
     V: FloatArray, W: FloatArray, H: FloatArray, mask: BlockMask, *, start: int, stop: int,
     beta: BetaLike, n_inner: int, l1_reg_H: float, l2_reg_H: float, update_h: bool, solver: str,
+    gamma: float | None,
 ) -> ChunkStats:  # fmt: skip
     n_bins, k, T = W.shape
     keep = mask.kept_frames() if T == 1 else None
@@ -88,7 +91,7 @@ def _masked_window_stats(
         s = chunk_stats(
             np.compress(keep, V, axis=1), W.reshape(n_bins, k), np.compress(keep, H, axis=1),
             beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H, l2_reg_H=l2_reg_H, update_h=update_h,
-            solver=solver,
+            solver=solver, gamma=gamma,
         )  # fmt: skip
         H_out = H.copy() if not update_h else np.zeros_like(H)
         H_out[:, idx] = s.H
@@ -97,12 +100,12 @@ def _masked_window_stats(
     if T == 1:
         s = chunk_stats_masked(
             V, W.reshape(n_bins, k), H, M, beta=beta, n_inner=n_inner, l1_reg_H=l1_reg_H,
-            l2_reg_H=l2_reg_H, update_h=update_h,
+            l2_reg_H=l2_reg_H, update_h=update_h, gamma=gamma,
         )  # fmt: skip
     else:
         s = chunk_stats_conv(
             masked_values(V, M), W, H, start=start, stop=stop, beta=beta, n_inner=n_inner,
-            l1_reg_H=l1_reg_H, l2_reg_H=l2_reg_H, update_h=update_h, M=M,
+            l1_reg_H=l1_reg_H, l2_reg_H=l2_reg_H, update_h=update_h, M=M, gamma=gamma,
         )  # fmt: skip
     return ChunkStats(H=s.H, num=s.num, den=MaskedDen(None, s.den), loss=s.loss)  # type: ignore[arg-type]
 

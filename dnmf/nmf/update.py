@@ -64,7 +64,7 @@ def update_dictionary(
     elif rho == 0.0:
         state.W = update_templates(
             state.W, num.astype(dtype), den.astype(dtype), beta=cfg.beta, l1_reg=l1, l2_reg=l2,
-            uncorr_weight=cfg.uncorr_weight, fixed=fixed,
+            uncorr_weight=cfg.uncorr_weight, fixed=fixed, gamma=cfg.update_exponent(),
         )  # fmt: skip
     else:
         online_update(
@@ -359,6 +359,7 @@ def update_templates(
     l2_reg: float = 0.0,
     uncorr_weight: float = 0.0,
     fixed: Any = None,
+    gamma: float | None = None,
 ) -> FloatArray:
     """One multiplicative update of every template lag from summed block statistics.
 
@@ -377,6 +378,8 @@ def update_templates(
         Absolute penalties on W (scikit-learn's scaling, by the step's frames).
     uncorr_weight : float, default=0.0
     fixed : array_like of int, optional
+    gamma : float, optional
+        Update exponent; by default :func:`gamma` of β.
 
     Returns
     -------
@@ -391,8 +394,8 @@ def update_templates(
     if fixed is not None and len(np.atleast_1d(fixed)):
         cols = stacked_columns(fixed, k, T)
     W_new = update_W(
-        stack_templates(W), num, den, beta=beta, l1_reg=l1_reg, l2_reg=l2_reg, fixed=cols,
-        extra_den=extra,
+        stack_templates(W), num, den, beta=beta, l1_reg=l1_reg, l2_reg=l2_reg, gamma=gamma,
+        fixed=cols, extra_den=extra,
     )  # fmt: skip
     return unstack_templates(W_new, T)
 

@@ -62,6 +62,8 @@ class VisitParams:
     extrapolate: float = 0.0
     #: Where the weights of a masked run come from (:mod:`dnmf.nmf.mask`); None: no mask.
     mask: MaskSpec | None = None
+    #: Exponent of the H updates; None: γ of β (:meth:`LearnConfig.update_exponent`).
+    gamma: float | None = None
 
 
 class BlockIO(Protocol):
@@ -127,7 +129,7 @@ def _extrapolated_visit(
     n_bins, k, _ = W.shape
     H_new = update_H(
         V, W.reshape(n_bins, k), _moved(H, _previous(io, piece), p.extrapolate), beta=p.beta,
-        n_iter=p.n_inner, l1_reg=p.l1_H, l2_reg=p.l2_H, solver=p.solver,
+        n_iter=p.n_inner, l1_reg=p.l1_H, l2_reg=p.l2_H, gamma=p.gamma, solver=p.solver,
     )  # fmt: skip
     s = chunk_stats(
         V, W.reshape(n_bins, k), _moved(H_new, H, p.extrapolate), beta=p.beta, n_inner=1,
@@ -157,7 +159,7 @@ def visit_block(io: BlockIO, visit: Visit, W: np.ndarray, epoch: int, p: VisitPa
         s = window_stats(
             V, W, H, start=visit.start - visit.lo, stop=visit.stop - visit.lo, beta=p.beta,
             n_inner=p.n_inner, l1_reg_H=p.l1_H, l2_reg_H=p.l2_H, update_h=p.update_h,
-            solver=p.solver, mask=mask,
+            solver=p.solver, mask=mask, gamma=p.gamma,
         )  # fmt: skip
         H_out = s.H
     io.write_H((epoch + 1) % p.n_buffers, visit.start, visit.stop, H_out)
