@@ -10,10 +10,13 @@ import pytest
 from dnmf.backends import MemoryBackend
 from dnmf.io.corpus import CorpusStore
 from dnmf.io.model import ModelStore
+from dnmf.nmf.accel import extrapolate
 from dnmf.nmf.config import LearnConfig
+from dnmf.nmf.divergence import EPSILON
 from dnmf.nmf.init import RandomH
 from dnmf.nmf.learner import fit_in_memory, learn, start_state
 from dnmf.nmf.plan import passes_done, sample_blocks, sample_stages, visited_twice
+from dnmf.nmf.state import LearnState
 from pipelines.learn import learn_corpus
 from tests.test_learn import Crash, crash_at, write_corpus
 
@@ -77,6 +80,19 @@ def test_the_fast_schedule_takes_heuristic_mu_below_beta_1_and_nowhere_else() ->
         step = {h: np.log(fit(**kw, heuristic_mu=h)[free] / start) for h in (True, False)}
         assert np.abs(step[False]).max() > 0.01
         np.testing.assert_allclose(step[True], 2.0 * step[False], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 2.0])
+def test_the_extrapolation_lifts_a_tiny_entry_to_epsilon_only_from_beta_1(beta: float) -> None:
+    tiny, eps = np.float32(1e-9), np.float32(EPSILON)
+    state = LearnState(W=np.array([[tiny], [0.5], [0.0]], dtype=np.float32))
+    state.W_prev = np.array([[1e-6], [0.4], [0.3]], dtype=np.float32)
+    state.accel = (0.5, 1.0, 0.5, 10.0, 0.0)
+    assert extrapolate(state, 5.0, beta=beta)  # the loss fell: extrapolated
+    W = state.W[:, 0]
+    assert W[0] == (tiny if beta < 1 else eps)  # pushed below 0: floored, lifted only from β = 1
+    assert W[1] == pytest.approx(0.5 + 0.525 * 0.1, rel=1e-6)  # b grew from 0.5 to 0.525
+    assert W[2] == 0.0  # a zero stays zero
 
 
 @pytest.mark.parametrize("beta", [0.0, 1.0])

@@ -25,12 +25,28 @@ import numpy as np
 from dnmf.nmf.divergence import EPSILON
 from dnmf.nmf.state import LearnState
 
-__all__ = ["B_START", "extrapolate", "reset"]
+__all__ = ["B_START", "extrapolate", "floor", "reset"]
 
 #: The first extrapolation weight, its cap's start, and the factors of the heuristic
 #: (Ang & Gillis's γ, γ̄ and η).
 B_START, BBAR_START = 0.5, 1.0
 GROW, GROW_CAP, SHRINK = 1.05, 1.01, 1.5
+
+
+def floor(X: np.ndarray, beta: float) -> np.ndarray | float:
+    """The least an extrapolated positive entry of ``X`` may become: ``EPSILON``, as
+    multiplicative updates need (zeros lock), or for β < 1 ``min(X, EPSILON)``.
+
+    Below β = 1 an entry's divergence depends on the ratio ``V / Λ``, so lifting
+    a tiny entry (a high band's) to ``EPSILON`` costs up to a log-ratio per entry
+    whatever the weight: on the 20-minute benchmark corpus at β = 0 the old floor
+    made every extrapolated step raise the loss by about 2 % after 40 passes, and
+    the safeguard then shrank the weight to nothing. At β = 1 such an entry costs
+    about ``Λ`` and the plain floor measured slightly better (1.0034 against 1.0054
+    L* after 56 passes).
+    """
+    eps = X.dtype.type(EPSILON)
+    return np.minimum(X, eps) if beta < 1 else eps
 
 
 def reset(state: LearnState, loss: float) -> None:
@@ -41,12 +57,14 @@ def reset(state: LearnState, loss: float) -> None:
     state.accel = (b, bbar, b, loss, 0.0)
 
 
-def extrapolate(state: LearnState, loss: float, *, fixed: tuple[int, ...] = ()) -> bool:
+def extrapolate(
+    state: LearnState, loss: float, *, fixed: tuple[int, ...] = (), beta: float = 1.0
+) -> bool:
     """Move ``state.W`` (the step's update) to the next visits' point; True if extrapolated.
 
     ``loss`` is the step's loss, which the previous point decided. Entries that
-    the update set to zero stay zero; the others are kept at ``EPSILON`` or
-    above, as multiplicative updates need. ``fixed`` components never move.
+    the update set to zero stay zero; the others are kept at :func:`floor` or
+    above. ``fixed`` components never move.
     """
     if state.W_prev is None or state.accel is None:
         reset(state, loss)
@@ -62,7 +80,7 @@ def extrapolate(state: LearnState, loss: float, *, fixed: tuple[int, ...] = ()) 
         step = W_new - state.W_prev
         if fixed:
             step[:, list(fixed)] = 0.0
-        W_hat = np.where(W_new > 0, np.maximum(W_new + b * step, EPSILON), 0.0)
+        W_hat = np.where(W_new > 0, np.maximum(W_new + b * step, floor(W_new, beta)), 0.0)
         state.W = W_hat.astype(W_new.dtype)
         best = loss
         moved = True

@@ -333,7 +333,7 @@ def _accelerate(
     if here != before:
         reset(state, loss)
         return
-    if extrapolate(state, loss, fixed=cfg.fixed_components) and cfg.norm is not None:
+    if extrapolate(state, loss, fixed=cfg.fixed_components, beta=cfg.beta) and cfg.norm is not None:
         if not cfg.fix_H:
             normalize_state(state, norm=cfg.norm, beta=cfg.beta, fixed=cfg.fixed_components)
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dnmf.nmf.divergence import EPSILON
+from dnmf.nmf.accel import floor
 from dnmf.nmf.init import HInit, RandomH
 from dnmf.nmf.kernels import ChunkStats, chunk_stats, update_H
 from dnmf.nmf.mask import MaskSpec, block_mask
@@ -58,7 +58,8 @@ class VisitParams:
     solver: str = "mu"
     n_buffers: int = 2
     #: The fast schedule's extrapolation weight b of this step: a piece with
-    #: previous activations starts from ``max(H + b (H - H_prev), EPSILON)``.
+    #: previous activations starts from ``max(H + b (H - H_prev), floor)``
+    #: (:func:`dnmf.nmf.accel.floor`).
     extrapolate: float = 0.0
     #: Where the weights of a masked run come from (:mod:`dnmf.nmf.mask`); None: no mask.
     mask: MaskSpec | None = None
@@ -93,15 +94,16 @@ def window_activations(
             if piece.scale is not None:
                 part = part * piece.scale.astype(part.dtype)[:, None]
             if p.extrapolate > 0.0 and piece.prev_buffer is not None:
-                part = _extrapolated(io, piece, part, p.extrapolate)
+                part = _extrapolated(io, piece, part, p.extrapolate, p.beta)
         H[:, piece.start - visit.lo : piece.stop - visit.lo] = part
     return H
 
 
-def _extrapolated(io: BlockIO, piece: Piece, H: np.ndarray, b: float) -> np.ndarray:
-    """``H + b (H - H_prev)``, kept at ``EPSILON`` or above where H is positive (zeros stay)."""
+def _extrapolated(io: BlockIO, piece: Piece, H: np.ndarray, b: float, beta: float) -> np.ndarray:
+    """``H + b (H - H_prev)``, kept at :func:`dnmf.nmf.accel.floor` or above where H is
+    positive (zeros stay)."""
     assert piece.prev_buffer is not None
-    return _moved(H, _previous(io, piece), b)
+    return _moved(H, _previous(io, piece), b, beta)
 
 
 def _previous(io: BlockIO, piece: Piece) -> np.ndarray:
@@ -112,8 +114,8 @@ def _previous(io: BlockIO, piece: Piece) -> np.ndarray:
     return prev
 
 
-def _moved(H: np.ndarray, prev: np.ndarray, b: float) -> np.ndarray:
-    moved = np.maximum(H + H.dtype.type(b) * (H - prev), H.dtype.type(EPSILON))
+def _moved(H: np.ndarray, prev: np.ndarray, b: float, beta: float) -> np.ndarray:
+    moved = np.maximum(H + H.dtype.type(b) * (H - prev), floor(H, beta))
     return np.where(H > 0, moved, H.dtype.type(0.0))
 
 
@@ -127,12 +129,13 @@ def _extrapolated_visit(
     if piece.scale is not None:
         H = H * piece.scale.astype(H.dtype)[:, None]
     n_bins, k, _ = W.shape
+    start = _moved(H, _previous(io, piece), p.extrapolate, p.beta)
     H_new = update_H(
-        V, W.reshape(n_bins, k), _moved(H, _previous(io, piece), p.extrapolate), beta=p.beta,
-        n_iter=p.n_inner, l1_reg=p.l1_H, l2_reg=p.l2_H, gamma=p.gamma, solver=p.solver,
+        V, W.reshape(n_bins, k), start, beta=p.beta, n_iter=p.n_inner, l1_reg=p.l1_H,
+        l2_reg=p.l2_H, gamma=p.gamma, solver=p.solver,
     )  # fmt: skip
     s = chunk_stats(
-        V, W.reshape(n_bins, k), _moved(H_new, H, p.extrapolate), beta=p.beta, n_inner=1,
+        V, W.reshape(n_bins, k), _moved(H_new, H, p.extrapolate, p.beta), beta=p.beta, n_inner=1,
         update_h=False, solver=p.solver,
     )  # fmt: skip
     return H_new, s
