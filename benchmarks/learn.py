@@ -864,6 +864,8 @@ def main() -> None:
     results["seconds"] = time.perf_counter() - t_run
     results["load"] = load.phases
     print(f"dnmf learn benchmark: {results['command']}")
+    heap = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    print(f"glibc malloc settings: {heap or 'defaults'}")
     print(f"rank {RANK}, n_fft 2048, sr 22050; every loss with H refitted ({args.refit_iter} "
           "iterations: MU, HALS for beta 2) on every frame; times to a loss are the first point at or below it")  # fmt: skip
     for entry in results["corpora"].values():
