@@ -10,6 +10,7 @@ import pytest
 from dnmf.backends import MemoryBackend
 from dnmf.io.corpus import CorpusStore
 from dnmf.io.model import ModelStore
+from dnmf.io.store import write_meta
 from dnmf.nmf.accel import extrapolate
 from dnmf.nmf.config import LearnConfig
 from dnmf.nmf.divergence import EPSILON
@@ -190,6 +191,28 @@ def test_fast_resume_ends_bitwise_where_an_uninterrupted_run_ends(
     )
     a, b = ModelStore.open(tmp_path / "whole.zarr"), ModelStore.open(tmp_path / "cut.zarr")
     assert a.W.tobytes() == b.W.tobytes() and resumed.losses == whole.losses
+
+
+def test_a_model_learned_before_heuristic_mu_resumes_with_its_exponent(
+    corpus: Path, tmp_path: Path, cluster_client
+) -> None:
+    mm = LearnConfig(rank=4, beta=0, epochs=10, tol=0, heuristic_mu=False)
+    whole = learn_corpus(corpus, tmp_path / "whole.zarr", config=mm, client=cluster_client)
+    with pytest.raises(Crash):
+        learn_corpus(
+            corpus, tmp_path / "cut.zarr", config=mm, client=cluster_client, on_step=crash_at(6)
+        )
+    cut = ModelStore.open(tmp_path / "cut.zarr", mode="r+")
+    meta = dict(cut.meta)
+    meta["config"] = {k: v for k, v in meta["config"].items() if k != "heuristic_mu"}
+    write_meta(cut.group, meta)  # as a store written before the option
+    resumed = learn_corpus(  # the user's config takes the new default
+        corpus, tmp_path / "cut.zarr", config=mm.model_copy(update={"heuristic_mu": True}),
+        resume=True, client=cluster_client,
+    )  # fmt: skip
+    a, b = ModelStore.open(tmp_path / "whole.zarr"), ModelStore.open(tmp_path / "cut.zarr")
+    assert a.W.tobytes() == b.W.tobytes() and resumed.losses == whole.losses
+    assert b.config.heuristic_mu is False
 
 
 def test_a_retried_extrapolated_visit_reads_and_writes_the_same() -> None:
