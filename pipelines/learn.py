@@ -179,11 +179,7 @@ def learn_corpus(
     state: LearnState | None = None
     if resume:
         model = ModelStore.open(model_path, mode="r+")
-        model.check_resumable(config, corpus)
-        # A setting the store's config predates goes on as it learned (e.g. heuristic_mu)
-        older = set(LearnConfig.model_fields) - set(model.meta["config"])
-        if older:
-            config = config.model_copy(update={k: getattr(model.config, k) for k in older})
+        config = model.resume_config(config, corpus)
         state = model.load_checkpoint()
         model.meta["config"] = config.model_dump(mode="json")  # epochs may grow
     elif (model_path / "zarr.json").exists() and not overwrite:

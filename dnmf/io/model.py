@@ -161,8 +161,10 @@ class ModelStore:
     def H_url(self) -> str:
         return f"{self.path}/state"
 
-    def check_resumable(self, cfg: LearnConfig, corpus: CorpusStore) -> None:
-        """Refuse to resume against another corpus or with settings that change the result."""
+    def resume_config(self, cfg: LearnConfig, corpus: CorpusStore) -> LearnConfig:
+        """The config to resume with: ``cfg``, where a setting the store's config predates
+        goes on as the store learned (e.g. ``heuristic_mu``). Refuses to resume against
+        another corpus or with settings that change the result."""
         if corpus.fingerprint() != self.meta["corpus"]["fingerprint"]:
             raise StoreMismatchError(
                 f"{self.path!r} was learned on another corpus (or the corpus has changed since: "
@@ -183,6 +185,8 @@ class ModelStore:
                     f"{self.path!r} was learned with {key}={mine[key]!r}, not {theirs.get(key)!r}; "
                     f"resume with the same settings or start a new model"
                 )
+        older = set(LearnConfig.model_fields) - set(mine)
+        return cfg.model_copy(update={k: getattr(self.config, k) for k in older}) if older else cfg
 
     # -- checkpoints -------------------------------------------------------------
     def save_checkpoint(self, state: LearnState) -> None:

@@ -269,13 +269,18 @@ class LearnConfig(BaseModel):
             or self.mask_above_bandwidth
         )  # fmt: skip
 
+    @property
+    def fast_full_batch(self) -> bool:
+        """Whether the run is the fast schedule in full batch (extrapolated, three H buffers)."""
+        return self.schedule == "fast" and self.batch_chunks is None
+
     def update_exponent(self) -> float | None:
         """The exponent of the run's multiplicative updates; None: γ of β (the default).
 
         1 for the fast schedule in full batch at ``0 <= β < 1`` with ``heuristic_mu``.
         """
-        fast = self.schedule == "fast" and self.batch_chunks is None and self.solver == "mu"
-        return 1.0 if fast and self.heuristic_mu and 0.0 <= self.beta < 1.0 else None
+        mu = self.fast_full_batch and self.solver == "mu" and self.heuristic_mu
+        return 1.0 if mu and 0.0 <= self.beta < 1.0 else None
 
     def penalties(self, n_bins: int, step_frames: int) -> tuple[float, float, float, float]:
         """(l1_W, l2_W, l1_H, l2_H), absolute: scikit-learn's scaling plus libnmfd's sparsity."""

@@ -276,7 +276,7 @@ def sample_blocks(
 def h_buffers(cfg: Any) -> int:
     """Activation buffers a run keeps: 3 for the fast schedule (the extrapolation reads
     two past epochs), else 2."""
-    return 3 if cfg.schedule == "fast" and cfg.batch_chunks is None else 2
+    return 3 if cfg.fast_full_batch else 2
 
 
 def visited_twice(

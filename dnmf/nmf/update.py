@@ -379,7 +379,7 @@ def update_templates(
     uncorr_weight : float, default=0.0
     fixed : array_like of int, optional
     gamma : float, optional
-        Update exponent; by default :func:`gamma` of β.
+        Update exponent; by default :func:`dnmf.nmf.divergence.gamma` of β.
 
     Returns
     -------
