@@ -193,6 +193,7 @@ def test_fast_resume_ends_bitwise_where_an_uninterrupted_run_ends(
     assert a.W.tobytes() == b.W.tobytes() and resumed.losses == whole.losses
 
 
+@pytest.mark.slow  # three cluster runs; the suite's 5 minutes
 def test_a_model_learned_before_heuristic_mu_resumes_with_its_exponent(
     corpus: Path, tmp_path: Path, cluster_client
 ) -> None:
