@@ -6,7 +6,7 @@ Run from the repository root (needs the corpus ``benchmarks/learn.py --workdir D
 
 In one run, back to back: scikit-learn ``NMF(solver='mu', init='random', max_iter=200, tol=0)``
 on ``V.T`` in memory (L* and T_sk; 'random' was the better init for beta 0 and 1 on the
-benchmark corpus), then ``dnmf learn STORE --rank 64 --beta B --epochs K`` as whole commands
+benchmark corpus; ``--solver cd --init nndsvda`` gives beta 2's L*_cd and T_cd), then ``dnmf learn STORE --rank 64 --beta B --epochs K`` as whole commands
 for each K, every dictionary scored as :func:`learn.refit_loss` scores it (H refitted, 100
 iterations). Prints each time, loss / L* and T_sk / time, and the load average before and
 after. A shorter check than ``benchmarks/learn.py`` (no MiniBatchNMF, no curve of the
@@ -32,6 +32,10 @@ def main() -> None:
     ap.add_argument("--store", required=True)
     ap.add_argument("--beta", type=float, default=1.0)
     ap.add_argument("--epochs", default="56,69", help="dnmf --epochs values, comma-separated")
+    ap.add_argument("--dnmf-args", default="", help="more dnmf learn options, e.g. '--tol 0'")
+    ap.add_argument("--solver", default="mu", choices=["mu", "cd"], help="scikit-learn's solver")
+    ap.add_argument("--init", default="random", choices=["random", "nndsvda"],
+                    help="scikit-learn's init")  # fmt: skip
     args = ap.parse_args()
     print(f"# python benchmarks/learn_pair.py {' '.join(sys.argv[1:])}")
     heap = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
@@ -39,14 +43,15 @@ def main() -> None:
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     V = load_V(args.store)
     X = np.ascontiguousarray(V.T)
-    sk = sklearn_fit(X, args.beta, "mu", "random")
+    sk = sklearn_fit(X, args.beta, args.solver, args.init)
     del X
     lstar = refit_loss(V, sk["W"], args.beta, 100)["loss"]
-    print(f"NMF(mu, random, 200 it.): {sk['seconds']:.1f} s, L* {lstar:.6g}", flush=True)
+    print(f"NMF({args.solver}, {args.init}, 200 it.): {sk['seconds']:.1f} s, L* {lstar:.6g}",
+          flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for k in [int(e) for e in args.epochs.split(",")]:
             run = dnmf_learn(args.store, Path(tmp) / f"m{k}.zarr", args.beta,
-                             ["--epochs", str(k)], Path(tmp) / f"m{k}.log")  # fmt: skip
+                             ["--epochs", str(k), *args.dnmf_args.split()], Path(tmp) / f"m{k}.log")  # fmt: skip
             loss = refit_loss(V, run["W"], args.beta, 100)["loss"]
             print(f"dnmf learn --epochs {k}: {run['seconds']:.1f} s whole command, "
                   f"{loss / lstar:.4f} L*, T_sk / time {sk['seconds'] / run['seconds']:.2f}x",
