@@ -18,29 +18,21 @@ loss. Nothing here is a test.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learn import dnmf_learn, load_V, refit_loss, sklearn_minibatch
+from learn import load_V, sklearn_minibatch
+from learn_pair import dnmf_points, load_average, pair_parser, print_header
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--store", required=True)
-    ap.add_argument("--beta", type=float, default=1.0)
-    ap.add_argument("--epochs", default="10,15,20", help="dnmf --epochs values, comma-separated")
+    ap = pair_parser(__doc__, "10,15,20")
     ap.add_argument("--mb-points", type=int, default=3, help="MiniBatchNMF epochs scored")
     args = ap.parse_args()
-    print(f"# python benchmarks/learn_minibatch_pair.py {' '.join(sys.argv[1:])}")
-    heap = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
-    print(f"glibc malloc settings: {heap or 'defaults'}")
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print_header("learn_minibatch_pair.py")
     V = load_V(args.store)
     X = np.ascontiguousarray(V.T)
     mb = sklearn_minibatch(X, V, args.beta, args.mb_points, 100)
@@ -49,15 +41,11 @@ def main() -> None:
     print(f"MiniBatchNMF defaults: {mb['epochs']} epochs ({mb['stopped']}), best loss {best:.6g} "
           f"at epoch {mb['best_epoch']}, {t_mb:.1f} s", flush=True)  # fmt: skip
     reached = None
-    with tempfile.TemporaryDirectory() as tmp:
-        for k in [int(e) for e in args.epochs.split(",")]:
-            run = dnmf_learn(args.store, Path(tmp) / f"m{k}.zarr", args.beta,
-                             ["--epochs", str(k)], Path(tmp) / f"m{k}.log")  # fmt: skip
-            loss = refit_loss(V, run["W"], args.beta, 100)["loss"]
-            print(f"dnmf learn --epochs {k}: {run['seconds']:.1f} s whole command, "
-                  f"loss {loss:.6g} ({loss / best:.4f} x MiniBatchNMF's best)", flush=True)  # fmt: skip
-            if reached is None and loss <= best:
-                reached = (k, run["seconds"])
+    for k, seconds, loss in dnmf_points(args, V):
+        print(f"dnmf learn --epochs {k}: {seconds:.1f} s whole command, "
+              f"loss {loss:.6g} ({loss / best:.4f} x MiniBatchNMF's best)", flush=True)  # fmt: skip
+        if reached is None and loss <= best:
+            reached = (k, seconds)
     if reached is None:
         print("ratio MiniBatchNMF time to its best / dnmf to that loss: not reached")
     else:
@@ -65,7 +53,7 @@ def main() -> None:
         verdict = "met" if t_mb / t >= 3 else "MISSED"
         print(f"ratio MiniBatchNMF time to its best / dnmf to that loss: {t_mb:.1f} s / {t:.1f} s "
               f"(--epochs {k}) = {t_mb / t:.2f}x  [target >= 3x: {verdict}]")  # fmt: skip
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average after: {load_average()}")
 
 
 if __name__ == "__main__":

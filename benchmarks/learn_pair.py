@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +28,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learn import dnmf_learn, load_V, refit_loss, sklearn_fit
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def pair_parser(doc: str | None, epochs: str) -> argparse.ArgumentParser:
+    """The options both pair scripts take: the store, beta and dnmf's ``--epochs`` points."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--store", required=True)
     ap.add_argument("--beta", type=float, default=1.0)
-    ap.add_argument("--epochs", default="56,69", help="dnmf --epochs values, comma-separated")
+    ap.add_argument("--epochs", default=epochs, help="dnmf --epochs values, comma-separated")
+    return ap
+
+
+def print_header(script: str) -> None:
+    """The command, glibc's malloc settings and the load average, first in the output."""
+    print(f"# python benchmarks/{script} {' '.join(sys.argv[1:])}")
+    heap = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    print(f"glibc malloc settings: {heap or 'defaults'}")
+    print(f"load average before: {load_average()}")
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def dnmf_points(
+    args: argparse.Namespace, V: np.ndarray, extra: Sequence[str] = ()
+) -> Iterator[tuple[int, float, float]]:
+    """``(k, seconds, loss)`` of ``dnmf learn --epochs k`` as whole commands, each dictionary
+    scored by :func:`learn.refit_loss` (100 iterations)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in [int(e) for e in args.epochs.split(",")]:
+            run = dnmf_learn(args.store, Path(tmp) / f"m{k}.zarr", args.beta,
+                             ["--epochs", str(k), *extra], Path(tmp) / f"m{k}.log")  # fmt: skip
+            yield k, run["seconds"], refit_loss(V, run["W"], args.beta, 100)["loss"]
+
+
+def main() -> None:
+    ap = pair_parser(__doc__, "56,69")
     ap.add_argument("--dnmf-args", default="", help="more dnmf learn options, e.g. '--tol 0'")
     ap.add_argument("--solver", default="mu", choices=["mu", "cd"], help="scikit-learn's solver")
     ap.add_argument("--init", default="random", choices=["random", "nndsvda"],
                     help="scikit-learn's init")  # fmt: skip
     args = ap.parse_args()
-    print(f"# python benchmarks/learn_pair.py {' '.join(sys.argv[1:])}")
-    heap = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
-    print(f"glibc malloc settings: {heap or 'defaults'}")
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print_header("learn_pair.py")
     V = load_V(args.store)
     X = np.ascontiguousarray(V.T)
     sk = sklearn_fit(X, args.beta, args.solver, args.init)
@@ -48,15 +76,11 @@ def main() -> None:
     lstar = refit_loss(V, sk["W"], args.beta, 100)["loss"]
     print(f"NMF({args.solver}, {args.init}, 200 it.): {sk['seconds']:.1f} s, L* {lstar:.6g}",
           flush=True)  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        for k in [int(e) for e in args.epochs.split(",")]:
-            run = dnmf_learn(args.store, Path(tmp) / f"m{k}.zarr", args.beta,
-                             ["--epochs", str(k), *args.dnmf_args.split()], Path(tmp) / f"m{k}.log")  # fmt: skip
-            loss = refit_loss(V, run["W"], args.beta, 100)["loss"]
-            print(f"dnmf learn --epochs {k}: {run['seconds']:.1f} s whole command, "
-                  f"{loss / lstar:.4f} L*, T_sk / time {sk['seconds'] / run['seconds']:.2f}x",
-                  flush=True)  # fmt: skip
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for k, seconds, loss in dnmf_points(args, V, args.dnmf_args.split()):
+        print(f"dnmf learn --epochs {k}: {seconds:.1f} s whole command, "
+              f"{loss / lstar:.4f} L*, T_sk / time {sk['seconds'] / seconds:.2f}x",
+              flush=True)  # fmt: skip
+    print(f"load average after: {load_average()}")
 
 
 if __name__ == "__main__":
