@@ -8,9 +8,10 @@ In one run, back to back: scikit-learn ``NMF(solver='mu', init='random', max_ite
 on ``V.T`` in memory (L* and T_sk; 'random' was the better init for beta 0 and 1 on the
 benchmark corpus; ``--solver cd --init nndsvda`` gives beta 2's L*_cd and T_cd), then
 ``dnmf learn STORE --rank 64 --beta B --epochs K`` as whole commands for each K, every
-dictionary scored as :func:`learn.refit_loss` scores it (H refitted, 100 iterations). Prints each time, loss / L* and T_sk / time, and the load average before and
-after. A shorter check than ``benchmarks/learn.py`` (no MiniBatchNMF, no curve of the
-reference, one init); nothing here is a test.
+dictionary scored as :func:`learn.refit_loss` scores it (H refitted, 100 iterations).
+Prints each time, loss / L* and T_sk / time, and the load average before and after. A
+shorter check than ``benchmarks/learn.py`` (no MiniBatchNMF, no curve of the reference, one
+init); nothing here is a test.
 """
 
 from __future__ import annotations
