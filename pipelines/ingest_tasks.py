@@ -148,13 +148,15 @@ def _chunk_buffer(shape: tuple[int, int]) -> np.ndarray:
     """An uninitialised float32 array for one chunk's ``V``, the same one for each whole
     chunk a thread computes (it is written and recorded before the next task starts).
 
-    A new one (33 MB at n_fft=2048) is a fresh mapping from glibc, whose pages the
+    A new one (33 MB at n_fft=2048) is a fresh mapping, whose pages the
     kernel zeroes on first touch: in every task, a cost of the order of the FFT's.
     """
+    from dnmf.io.direct import aligned_empty
+
     kept = getattr(_kept, "V", None)
     if kept is not None and kept.shape == shape:
         return kept
-    buf = np.empty(shape, dtype=np.float32)
+    buf = aligned_empty(shape, np.float32)  # page-aligned: written with O_DIRECT
     if kept is None or kept.shape[0] != shape[0] or kept.shape[1] < shape[1]:
         _kept.V = buf  # the shape of a whole chunk, not a short last one
     return buf

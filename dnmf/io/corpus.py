@@ -332,10 +332,24 @@ def write_frames(
         ("file_index", file_index, frames),
         *([("clipped", clipped, frames)] if clipped is not None else []),
     ):
+        target = array(group, name)
+        if name == "V" and _write_whole_chunk(target, start, values):
+            continue
         # Every chunk is written, zeros too: zarr's check for an all-fill chunk (to skip
         # it) is a full pass that made writing V three times slower, and a chunk left
         # out would read back as a missing one.
-        array(group, name).with_config({"write_empty_chunks": True})[region] = values
+        target.with_config({"write_empty_chunks": True})[region] = values
+
+
+def _write_whole_chunk(target: Any, start: int, V: np.ndarray) -> bool:
+    """Write ``V`` past the page cache when it is exactly one whole chunk of ``target``
+    (:func:`dnmf.io.direct.write_chunk`); False: zarr writes it."""
+    from dnmf.io.direct import write_chunk
+
+    rows, frames = target.chunks
+    if V.shape != (rows, frames) or target.shape[0] != rows or start % frames:
+        return False
+    return write_chunk(target, (0, start // frames), V)
 
 
 def _feature_name(features: FeatureConfig) -> str:
