@@ -273,6 +273,10 @@ def _call_one_thread(fn: Callable[..., Any], item: Any, *args: Any, **kwargs: An
         return fn(item, *args, **kwargs)
 
 
+#: Times a step's graph is submitted before a cancellation is raised (:meth:`DaskBackend.step`).
+STEP_ATTEMPTS = 3
+
+
 class DaskBackend:
     """Blocks of a Zarr array ``V (n_bins, n_frames)`` visited by tasks on ``client``.
 
@@ -377,7 +381,25 @@ class DaskBackend:
     ) -> StepStats:
         """One graph for the step: the visits, each preferring its block's home worker, and
         the fixed tree of sums; computed at once, and only its root comes back (with the
-        crc of every chunk of H the visits wrote)."""
+        crc of every chunk of H the visits wrote).
+
+        A step whose graph the scheduler cancelled (a key forgotten while a lost
+        worker's tasks were being moved) is submitted again under new keys: its
+        tasks are idempotent, so the step's result is the same.
+        """
+        from concurrent.futures import CancelledError
+
+        for attempt in range(STEP_ATTEMPTS):
+            try:
+                return self._step_once(visits, W, epoch, p, f"{tag}-a{attempt}" if attempt else tag)
+            except CancelledError:
+                if attempt == STEP_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _step_once(
+        self, visits: list[Visit], W: np.ndarray, epoch: int, p: VisitParams, tag: str
+    ) -> StepStats:
         from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
         c = self.client

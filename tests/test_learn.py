@@ -455,3 +455,32 @@ def test_dnmf_learn_default_init_follows_beta(beta: Any, init: str | None, expec
         fix_w=False, fix_h=False, common=common,
     )  # fmt: skip
     assert cfg.init == expected
+
+
+def test_a_cancelled_step_is_submitted_again_to_the_same_W(
+    corpus: Path, tmp_path: Path, cluster_client, monkeypatch
+) -> None:
+    """A step whose graph the scheduler cancels after its tasks ran (and wrote H) is
+    run again under new keys, and the run ends bitwise where an undisturbed one does."""
+    from concurrent.futures import CancelledError
+
+    from dnmf.backends import DaskBackend
+
+    cfg = LearnConfig(rank=4, epochs=4, batch_chunks=3, tol=0, seed=5, schedule="full")
+    whole = learn_corpus(corpus, tmp_path / "whole.zarr", config=cfg, client=cluster_client)
+    once = DaskBackend._step_once
+    tags: list[str] = []
+
+    def cancelled_after_the_third(self, visits, W, epoch, p, tag):  # type: ignore[no-untyped-def]
+        tags.append(tag)
+        out = once(self, visits, W, epoch, p, tag)
+        if len(tags) == 3:
+            raise CancelledError("already forgotten")
+        return out
+
+    monkeypatch.setattr(DaskBackend, "_step_once", cancelled_after_the_third)
+    again = learn_corpus(corpus, tmp_path / "again.zarr", config=cfg, client=cluster_client)
+    assert tags[3] == tags[2] + "-a1"  # the same step, new keys
+    W = ModelStore.open(tmp_path / "whole.zarr").W
+    assert ModelStore.open(tmp_path / "again.zarr").W.tobytes() == W.tobytes()
+    assert again.losses == whole.losses
