@@ -389,13 +389,13 @@ class DaskBackend:
         """
         from concurrent.futures import CancelledError
 
-        for attempt in range(STEP_ATTEMPTS):
+        tags = [tag] + [f"{tag}-a{attempt}" for attempt in range(1, STEP_ATTEMPTS)]
+        for again in tags[:-1]:
             try:
-                return self._step_once(visits, W, epoch, p, f"{tag}-a{attempt}" if attempt else tag)
+                return self._step_once(visits, W, epoch, p, again)
             except CancelledError:
-                if attempt == STEP_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+                pass
+        return self._step_once(visits, W, epoch, p, tags[-1])
 
     def _step_once(
         self, visits: list[Visit], W: np.ndarray, epoch: int, p: VisitParams, tag: str

@@ -322,6 +322,8 @@ def write_frames(
     The caller guarantees the range covers whole chunks, or the tail of the
     store, so no two writers ever touch one chunk.
     """
+    from dnmf.io.direct import write_chunk
+
     group = zarr.open_group(path, mode="r+", zarr_format=3, use_consolidated=False)
     stop = start + V.shape[1]
     frames = slice(start, stop)
@@ -333,23 +335,14 @@ def write_frames(
         *([("clipped", clipped, frames)] if clipped is not None else []),
     ):
         target = array(group, name)
-        if name == "V" and _write_whole_chunk(target, start, values):
-            continue
+        per_chunk = target.chunks[-1]
+        if name == "V" and start % per_chunk == 0:  # a whole chunk goes past the page cache
+            if write_chunk(target, (0, start // per_chunk), values):
+                continue
         # Every chunk is written, zeros too: zarr's check for an all-fill chunk (to skip
         # it) is a full pass that made writing V three times slower, and a chunk left
         # out would read back as a missing one.
         target.with_config({"write_empty_chunks": True})[region] = values
-
-
-def _write_whole_chunk(target: Any, start: int, V: np.ndarray) -> bool:
-    """Write ``V`` past the page cache when it is exactly one whole chunk of ``target``
-    (:func:`dnmf.io.direct.write_chunk`); False: zarr writes it."""
-    from dnmf.io.direct import write_chunk
-
-    rows, frames = target.chunks
-    if V.shape != (rows, frames) or target.shape[0] != rows or start % frames:
-        return False
-    return write_chunk(target, (0, start // frames), V)
 
 
 def _feature_name(features: FeatureConfig) -> str:

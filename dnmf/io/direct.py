@@ -4,7 +4,8 @@ Ingest writes each chunk of ``V`` once and does not read it back. Through the
 page cache, each 33 MB chunk cost 90-130 ms of CPU on the benchmark machine
 (the kernel's first touch of fresh cache pages, nearly all of a 1-worker
 ingest's write time); written with ``O_DIRECT`` from a page-aligned buffer, it
-cost 23 ms of wall time and no CPU beyond the call (``benchmarks/ingest.py``).
+cost 23 ms of wall time and 7 ms of CPU (an ad hoc measurement; its effect on a
+whole ingest is in ``benchmarks/results/ingest.txt``).
 
 :func:`write_chunk` writes the chunk file itself only where the bytes on disk
 are exactly the array's values: a local store, the ``bytes`` codec alone
@@ -16,6 +17,7 @@ file in the chunk's folder, renamed over the chunk.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import sys
@@ -34,10 +36,9 @@ _refused = False  # this process's filesystem refused O_DIRECT once: zarr from t
 def aligned_empty(shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
     """An uninitialised C-order array whose buffer starts on a page boundary."""
     dtype = np.dtype(dtype)
-    nbytes = max(1, int(np.prod(shape)) * dtype.itemsize)
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype, count=int(np.prod(shape))).reshape(
-        shape
-    )
+    n = math.prod(shape)
+    buffer = mmap.mmap(-1, max(1, n * dtype.itemsize))  # an empty mapping is refused
+    return np.frombuffer(buffer, dtype=dtype, count=n).reshape(shape)
 
 
 def _chunk_path(array: Any, coords: tuple[int, ...]) -> Path | None:
@@ -84,18 +85,16 @@ def write_chunk(array: Any, coords: tuple[int, ...], data: np.ndarray) -> bool:
         _refused = True  # EINVAL: this filesystem does not take O_DIRECT
         return False
     try:
+        # One call: a write that stops short (over 2 GiB on Linux) is left to zarr.
         view = memoryview(data.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
-        done = 0
-        while done < len(view):
-            n = os.write(fd, view[done:])
-            if n <= 0 or (n % ALIGN and done + n < len(view)):
-                raise OSError(f"a short O_DIRECT write to {str(tmp)!r}")
-            done += n
+        whole = os.write(fd, view) == len(view)
     except OSError:
+        whole = False
+    finally:
         os.close(fd)
+    if not whole:
         tmp.unlink(missing_ok=True)
         _refused = True
         return False
-    os.close(fd)
     os.replace(tmp, path)
     return True
