@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dnmf.audio.decode import AudioFile, Probe, content_hash, scan
+from dnmf.audio.decode import AudioFile, Probe, same_content, scan
 from dnmf.audio.features import FeatureConfig, n_frames_for, n_output_samples
 from dnmf.cluster import check_compute_options
 from dnmf.errors import EXIT_OK, EXIT_SKIPPED, DnmfPathError, DnmfUsageError
@@ -251,7 +251,7 @@ def prepare(
     result = IngestResult(store=str(store_path), files=len(found))
     for i, f in diff.recheck:
         r = records[i]
-        if content_hash(root / f.path) == r.content_hash:
+        if same_content(root / f.path, r.content_hash):
             r.size, r.mtime_ns, r.status, r.error = f.size, f.mtime_ns, Status.OK, ""
         else:
             r.status = Status.CHANGED

@@ -99,3 +99,44 @@ def test_decoder_reads_forward_overlapping_ranges_as_one_whole_read(
     assert dec.peak == pytest.approx(0.3 + 0.05, abs=0.05)
     with pytest.raises(BadAudio, match="truncated"):
         Decoder(path, n + 10_000)(n, n + 10_000)
+
+
+def test_the_content_hash_says_its_kind_and_an_older_blake2b_one_still_matches(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+    import xxhash
+
+    from dnmf.audio.decode import content_hash, same_content
+
+    path = write(tmp_path / "a.wav", tone(22050, 2.0, 440), 22050)
+    data = path.read_bytes()
+    assert content_hash(path) == "xxh3-128:" + xxhash.xxh3_128(data).hexdigest()
+    older = hashlib.blake2b(data, digest_size=16).hexdigest()  # what a store of 0.x holds
+    assert same_content(path, older) and same_content(path, content_hash(path))
+    write(path, tone(22050, 2.0, 441), 22050)
+    assert not same_content(path, older)
+    other = write(tmp_path / "b.wav", tone(22050, 2.0, 440), 22050)
+    assert not same_content(path, content_hash(other))
+
+
+def test_a_touched_file_of_a_store_with_blake2b_hashes_is_not_changed(
+    mixed_corpus: Path, tmp_path: Path, cluster_client
+) -> None:
+    import hashlib
+    import os
+
+    store = tmp_path / "c.zarr"
+    ingest(mixed_corpus, store, client=cluster_client)
+    corpus = CorpusStore.open(store, mode="r+")
+    rows = corpus.files()
+    for r in rows:  # the file table an older dnmf committed: BLAKE2b-128, no prefix
+        data = (mixed_corpus / r.file).read_bytes()
+        r.content_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
+    corpus.commit(rows, corpus.n_frames, {"what": "older hashes"})
+    os.utime(mixed_corpus / "a.wav", ns=(1, 1))  # touched, same content
+    result = ingest(mixed_corpus, store, scheduler="tcp://127.0.0.1:9")
+    assert result.nothing_new and result.changed == []
+    after = {r.file: r for r in CorpusStore.open(store).files()}
+    assert after["a.wav"].status == Status.OK and after["a.wav"].mtime_ns == 1

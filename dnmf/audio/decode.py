@@ -34,6 +34,7 @@ __all__ = [
     "decoder",
     "probe",
     "probe_header",
+    "same_content",
     "scan",
     "to_mono",
 ]
@@ -102,13 +103,35 @@ def scan(root: str | os.PathLike[str]) -> list[AudioFile]:
     return found
 
 
-def content_hash(path: str | os.PathLike[str]) -> str:
-    """BLAKE2b-128 hex digest of the file's bytes."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+#: The kind of content hash a new record holds, written before its hex digest.
+#: XXH3-128 (xxhash) hashes at about 10 GB/s where BLAKE2b did at 0.74 GB/s (on the
+#: benchmark machine): 0.63 s of a one-worker ingest of the benchmark's two hours. A
+#: recorded hash of hex digits alone is the BLAKE2b-128 of an older dnmf.
+HASH_KIND = "xxh3-128"
+_BLAKE2B = "blake2b-128"
+
+
+def content_hash(path: str | os.PathLike[str], kind: str = HASH_KIND) -> str:
+    """The hash of the file's bytes: ``"xxh3-128:<hex>"``; with ``kind="blake2b-128"``,
+    an older dnmf's BLAKE2b-128 hex digest (no prefix)."""
+    if kind == HASH_KIND:
+        import xxhash
+
+        h: Any = xxhash.xxh3_128()
+    else:
+        h = hashlib.blake2b(digest_size=16)
+    buf = bytearray(1 << 22)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return f"{kind}:{h.hexdigest()}" if kind == HASH_KIND else h.hexdigest()
+
+
+def same_content(path: str | os.PathLike[str], recorded: str) -> bool:
+    """Whether the file's bytes hash to ``recorded``, by the kind of hash it is."""
+    kind = HASH_KIND if recorded.startswith(f"{HASH_KIND}:") else _BLAKE2B
+    return content_hash(path, kind) == recorded
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,11 @@ __all__ = ["QUALITY", "CorpusStore", "FileRecord", "Status"]
 #: level 1 end to end (benchmarks/ingest.py); see the module docstring.
 V_COMPRESSORS: Any = None
 
+#: The codecs of a new store's other arrays along ``frame`` (``time``, ``file_index``,
+#: ``clipped``): none either, so that a chunk task writes each whole chunk as its file
+#: (:func:`dnmf.io.direct.write_whole`), not through zarr, which cost 1.9 s of a 13 s
+#: one-worker ingest (benchmarks/results/ingest.txt); 128 KB a chunk beside V's 33 MB.
+FRAME_COMPRESSORS: Any = None
 #: The arrays along ``frame``, written by ingest's chunk tasks.
 FRAME_ARRAYS = ("V", "time", "file_index", "clipped")
 #: What a store written by an older dnmf lacks: the per-frame clipping counts and the
@@ -104,14 +109,15 @@ class CorpusStore:
         group.create_array(
             "time", shape=(0,), chunks=(chunk_frames,), dtype="float64",
             dimension_names=("frame",), attributes={"units": "s", "long_name": "time within file"},
+            compressors=FRAME_COMPRESSORS,
         )  # fmt: skip
         group.create_array(
             "file_index", shape=(0,), chunks=(chunk_frames,), dtype="int32",
-            dimension_names=("frame",), fill_value=-1,
+            dimension_names=("frame",), fill_value=-1, compressors=FRAME_COMPRESSORS,
         )  # fmt: skip
         group.create_array(
             "clipped", shape=(0,), chunks=(chunk_frames,), dtype="int32",
-            dimension_names=("frame",), fill_value=0,
+            dimension_names=("frame",), fill_value=0, compressors=FRAME_COMPRESSORS,
             attributes={"long_name": "samples at full scale in the frame's window"},
         )  # fmt: skip
         for name, dtype in FileRecord.DTYPES.items():
@@ -322,27 +328,27 @@ def write_frames(
     The caller guarantees the range covers whole chunks, or the tail of the
     store, so no two writers ever touch one chunk.
     """
-    from dnmf.io.direct import write_chunk
+    from dnmf.io.direct import write_whole
 
-    group = zarr.open_group(path, mode="r+", zarr_format=3, use_consolidated=False)
     stop = start + V.shape[1]
+    values: dict[str, np.ndarray] = {"V": V, "time": time, "file_index": file_index}
+    if clipped is not None:
+        values["clipped"] = clipped
+    # A whole chunk of each array is written as its file, with no zarr open.
+    values = {
+        name: v for name, v in values.items()
+        if not write_whole(path, name, (0, start) if name == "V" else (start,), v)
+    }  # fmt: skip
+    if not values:
+        return
+    group = zarr.open_group(path, mode="r+", zarr_format=3, use_consolidated=False)
     frames = slice(start, stop)
-    region: Any
-    for name, values, region in (
-        ("V", V, (slice(None), frames)),
-        ("time", time, frames),
-        ("file_index", file_index, frames),
-        *([("clipped", clipped, frames)] if clipped is not None else []),
-    ):
-        target = array(group, name)
-        per_chunk = target.chunks[-1]
-        if name == "V" and start % per_chunk == 0:  # a whole chunk goes past the page cache
-            if write_chunk(target, (0, start // per_chunk), values):
-                continue
+    for name, v in values.items():
+        region = (slice(None), frames) if name == "V" else frames
         # Every chunk is written, zeros too: zarr's check for an all-fill chunk (to skip
         # it) is a full pass that made writing V three times slower, and a chunk left
         # out would read back as a missing one.
-        target.with_config({"write_empty_chunks": True})[region] = values
+        array(group, name).with_config({"write_empty_chunks": True})[region] = v
 
 
 def _feature_name(features: FeatureConfig) -> str:

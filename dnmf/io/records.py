@@ -18,9 +18,11 @@ Zarr arrays rather than JSON attributes: a corpus of 10,000 hours has about
 JSON; as arrays a reader loads the records of the array it reads, 4 bytes a
 chunk, and the index of shapes stays one small JSON object.
 
-The checksum of a chunk is CRC-32 (``zlib.crc32``, which takes NumPy buffers
-without a copy) of its values in C order, little-endian, within the recorded
-shape: for a whole chunk of an uncompressed array (``V``, ``H``, ``W``) these
+The checksum of a chunk is zlib's CRC-32 of its values in C order,
+little-endian, within the recorded shape (computed with ISA-L's
+``isal_zlib.crc32``: the same values at 13 GB/s where ``zlib.crc32`` ran at
+4 GB/s on the benchmark machine; both take NumPy buffers without a copy):
+for a whole chunk of an uncompressed array (``V``, ``H``, ``W``) these
 are the stored chunk bytes. Counting only what lies inside the shape keeps the
 record of a corpus's last, partly filled chunk true while an append fills the
 rest of it (until the append commits, readers see the committed frames).
@@ -33,7 +35,6 @@ import json
 import math
 import os
 import uuid
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,12 +69,18 @@ DESCRIPTION = (
 )
 
 
+try:
+    from isal.isal_zlib import crc32 as _crc32
+except ImportError:  # no wheel for this platform: zlib's, the same values, slower
+    from zlib import crc32 as _crc32
+
+
 def checksum(data: np.ndarray) -> int:
     """CRC-32 of ``data``'s values in C order, little-endian (strings: UTF-8, NUL-separated)."""
     if data.dtype.kind in "OTU":
-        return zlib.crc32("\x00".join(str(v) for v in np.ravel(data)).encode("utf-8"))
+        return _crc32("\x00".join(str(v) for v in np.ravel(data)).encode("utf-8"))
     values = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
-    return zlib.crc32(values.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+    return _crc32(values.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
 
 
 def chunk_record(data: np.ndarray, *, stats: bool = False) -> dict[str, Any]:
