@@ -34,7 +34,7 @@ from dnmf.errors import EXIT_OK, EXIT_SKIPPED, DnmfPathError, DnmfUsageError
 from dnmf.io.file_table import FileRecord, Status
 from pipelines.ingest_plan import ChunkTask, FileDiff, Segment, diff_files, layout
 from pipelines.ingest_run import JobRunner
-from pipelines.ingest_tasks import Source, probe_file
+from pipelines.ingest_tasks import Source, probe_files
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -57,6 +57,8 @@ __all__ = [
 
 #: Frames per Zarr chunk of a new corpus store (about 33 MB of float32 at n_fft=2048).
 DEFAULT_CHUNK_FRAMES = 8192
+#: Header probes are submitted in this many batches per worker.
+PROBE_BATCHES_PER_WORKER = 4
 
 
 def default_store(corpus_dir: str | os.PathLike[str]) -> Path:
@@ -168,19 +170,26 @@ def ingest(
     with connect(workers, scheduler, client=client, progress=progress) as c:
         result.cluster_seconds = 0.0 if client is not None else time.perf_counter() - t_cluster
         result.workers = len(c.scheduler_info(n_workers=-1).get("workers", {}))
-        # The store is created (or started over) only once a cluster is at hand.
-        from dnmf.io.corpus import CorpusStore
-
-        corpus = prep.corpus or CorpusStore.create(
-            prep.store_path, prep.features, source=str(prep.root.resolve()),
-            chunk_frames=chunk_frames or DEFAULT_CHUNK_FRAMES,
-        )  # fmt: skip
-        corpus.discard_uncommitted()
         root = prep.root.resolve()  # once: resolving each file's path stats every folder
         paths = [str(root / f.path) for _, f in prep.to_probe]
         token = _token(str(prep.store_path), paths)
-        futures = c.map(probe_file, paths, key=[f"probe-{token}-{k}" for k in range(len(paths))])
-        probes: list[Probe] = c.gather(futures)
+        # A few batches a worker: a task per file cost more than most probes (a header and
+        # a hash at 10 GB/s).
+        batch = -(-len(paths) // (PROBE_BATCHES_PER_WORKER * max(1, result.workers)))
+        batches = [paths[k : k + batch] for k in range(0, len(paths), batch)]
+        futures = c.map(
+            probe_files, batches, key=[f"probe-{token}-{k}" for k in range(len(batches))]
+        )  # fmt: skip
+        # The store is created (or started over) only once a cluster is at hand, while
+        # the workers probe.
+        from dnmf.io.corpus import CorpusStore
+
+        corpus = prep.corpus or CorpusStore.create(
+            prep.store_path, prep.features, source=str(root),
+            chunk_frames=chunk_frames or DEFAULT_CHUNK_FRAMES,
+        )  # fmt: skip
+        corpus.discard_uncommitted()
+        probes: list[Probe] = [p for got in c.gather(futures) for p in got]
         pending, sources = _place(prep, probes, paths, corpus.n_frames)
         runner = JobRunner(c, corpus, sources, token, progress=progress, t0=t0)
         kept, errors = runner.run(pending)

@@ -139,24 +139,32 @@ def layout(start: int, chunk_frames: int, files: Sequence[tuple[int, int]]) -> l
     return tasks
 
 
-def jobs_of(tasks: Sequence[ChunkTask], sequential: Collection[int]) -> list[list[ChunkTask]]:
-    """Group consecutive chunk tasks into jobs: one job each, except where a file in
+def jobs_of(
+    tasks: Sequence[ChunkTask], sequential: Collection[int], per_job: int = 1, tail: int = 0
+) -> list[list[ChunkTask]]:
+    """Group consecutive chunk tasks into jobs of ``per_job`` tasks, the last ``tail`` tasks
+    into jobs of one (so that the workers finish together), except where a file in
     ``sequential`` (rows decoded only from their start) spans chunks, whose tasks
-    form one job, run in order by one worker.
+    form one job (longer if need be), run in order by one worker.
 
     Examples
     --------
     >>> tasks = layout(0, 10, [(0, 25), (1, 5)])
     >>> [[t.chunk for t in job] for job in jobs_of(tasks, set())]
     [[0], [1], [2]]
+    >>> [[t.chunk for t in job] for job in jobs_of(tasks, set(), per_job=2)]
+    [[0, 1], [2]]
+    >>> [[t.chunk for t in job] for job in jobs_of(tasks, set(), per_job=2, tail=2)]
+    [[0], [1], [2]]
     >>> [[t.chunk for t in job] for job in jobs_of(tasks, {0})]
     [[0, 1, 2]]
     """
     jobs: list[list[ChunkTask]] = []
     carry: set[int] = set()  # sequential rows that go on past the last job's end
-    for t in tasks:
+    for i, t in enumerate(tasks):
         rows = {s.row for s in t.segments}
-        if jobs and carry & rows:
+        size = per_job if i < len(tasks) - tail else 1
+        if jobs and (carry & rows or len(jobs[-1]) < size):
             jobs[-1].append(t)
         else:
             jobs.append([t])

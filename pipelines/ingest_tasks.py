@@ -1,8 +1,9 @@
-"""The ingest tasks that run on workers: a header probe per file, and the chunk jobs.
+"""The ingest tasks that run on workers: the header probes of files, and the chunk jobs.
 
 A job (:func:`pipelines.ingest_plan.jobs_of`) computes its chunk tasks in
 order and writes each Zarr chunk of ``V`` whole, with its ``time`` and
-``file_index``; no two jobs touch one chunk, so nothing needs a lock. Each
+``file_index``, while it computes the next; no two jobs touch one chunk, so
+nothing needs a lock. Each
 file is decoded once, here, by a :class:`~dnmf.audio.decode.Decoder` that
 checks every sample: a file found unusable (a decode error, truncation, NaN
 or infinite samples) is reported back with its error, and its frames are
@@ -28,7 +29,7 @@ import numpy as np
 from dnmf.audio.decode import Probe
 from pipelines.ingest_plan import ChunkTask, Segment
 
-__all__ = ["JobOutcome", "Source", "ingest_job", "probe_file"]
+__all__ = ["JobOutcome", "Source", "ingest_job", "probe_files"]
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,12 @@ class JobOutcome:
     records: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
-def probe_file(path: str) -> Probe:
-    """The header probe of one file (no sample decoded): :func:`~dnmf.audio.decode.probe_header`."""
+def probe_files(paths: list[str]) -> list[Probe]:
+    """The header probes of some files (no sample decoded):
+    :func:`~dnmf.audio.decode.probe_header` of each, in order."""
     from dnmf.audio.decode import probe_header
 
-    return probe_header(path)
+    return [probe_header(path) for path in paths]
 
 
 def ingest_job(
@@ -87,6 +89,8 @@ def ingest_job(
         Frames per chunk of ``V``: a task that starts at a chunk's first frame
         returns its chunk's records (``JobOutcome.records``). None: no records.
     """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from dnmf.audio.decode import Decoder
     from dnmf.audio.features import FeatureConfig
     from dnmf.cluster import one_blas_thread
@@ -96,21 +100,33 @@ def ingest_job(
     cfg = FeatureConfig(**features)
     out = JobOutcome()
     decoders: dict[int, Decoder] = {}
+    # Each chunk is written while the next one is computed (into the other buffer): the
+    # disk's time for one (37 ms a chunk of V with O_DIRECT) is no longer the job's.
+    writing: Future[None] | None = None
     try:
-        for task in tasks:
-            with one_blas_thread():
-                V, times, rows, clipped = _compute_chunk(task, sources, cfg, decoders, out)
-            written = {"V": V, "time": times, "file_index": rows}
-            if clipping:
-                written["clipped"] = clipped
-            write_frames(store, task.start, V, times, rows, written.get("clipped"))
-            out.chunks.append(task.chunk)
-            if chunk_frames is not None and task.start == task.chunk * chunk_frames:
-                # The chunk holds these values only (it starts here; it ends here or at
-                # the extent): their records are the chunk's, as a read-back would give.
-                out.records[task.chunk] = {
-                    name: chunk_record(v, stats=name == "V") for name, v in written.items()
-                }
+        with ThreadPoolExecutor(1, thread_name_prefix="dnmf-write") as writer:
+            for i, task in enumerate(tasks):
+                with one_blas_thread():
+                    V, times, rows, clipped = _compute_chunk(
+                        task, sources, cfg, decoders, out, slot=i % 2
+                    )
+                if writing is not None:
+                    writing.result()  # the previous chunk is written: its buffer is free
+                written = {"V": V, "time": times, "file_index": rows}
+                if clipping:
+                    written["clipped"] = clipped
+                writing = writer.submit(
+                    write_frames, store, task.start, V, times, rows, written.get("clipped")
+                )
+                if chunk_frames is not None and task.start == task.chunk * chunk_frames:
+                    # The chunk holds these values only (it starts here; it ends here or at
+                    # the extent): their records are the chunk's, as a read-back would give.
+                    out.records[task.chunk] = {
+                        name: chunk_record(v, stats=name == "V") for name, v in written.items()
+                    }
+                out.chunks.append(task.chunk)
+            if writing is not None:
+                writing.result()
     finally:
         for row, dec in decoders.items():
             out.peaks[row], out.decoded[row] = dec.peak, dec.decoded
@@ -120,12 +136,12 @@ def ingest_job(
 
 def _compute_chunk(
     task: ChunkTask, sources: dict[int, Source], cfg: Any, decoders: dict[int, Any],
-    out: JobOutcome,
+    out: JobOutcome, slot: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """``V``, ``time``, ``file_index`` and ``clipped`` of one chunk task; a bad file's frames
-    stay zero."""
+    """``V``, ``time``, ``file_index`` and ``clipped`` of one chunk task, ``V`` in this
+    thread's buffer ``slot`` (0 or 1); a bad file's frames stay zero."""
     n = task.stop - task.start
-    V = _chunk_buffer((cfg.n_bins, n))
+    V = _chunk_buffer((cfg.n_bins, n), slot)
     times = np.empty(n, dtype=np.float64)
     rows = np.empty(n, dtype=np.int32)
     clipped = np.zeros(n, dtype=np.int32)
@@ -144,22 +160,24 @@ def _compute_chunk(
 _kept = threading.local()
 
 
-def _chunk_buffer(shape: tuple[int, int]) -> np.ndarray:
+def _chunk_buffer(shape: tuple[int, int], slot: int) -> np.ndarray:
     """An uninitialised float32 array for one chunk's ``V``, the same one for each whole
-    chunk a thread computes (it is written and recorded before the next task starts).
+    chunk a thread computes in buffer ``slot`` (a job alternates two: one is written
+    while the other is computed, and each is written before it is computed again).
 
     A new one (33 MB at n_fft=2048) is a fresh mapping, whose pages the
     kernel zeroes on first touch: in every task, a cost of the order of the FFT's.
     """
     from dnmf.io.direct import aligned_empty
 
-    kept = getattr(_kept, "V", None)
-    if kept is not None and kept.shape == shape:
-        return kept
-    buf = aligned_empty(shape, np.float32)  # page-aligned: written with O_DIRECT
-    if kept is None or kept.shape[0] != shape[0] or kept.shape[1] < shape[1]:
-        _kept.V = buf  # the shape of a whole chunk, not a short last one
-    return buf
+    kept: dict[int, np.ndarray] = _kept.__dict__.setdefault("V", {})
+    buf = kept.get(slot)
+    if buf is not None and buf.shape == shape:
+        return buf
+    new = aligned_empty(shape, np.float32)  # page-aligned: written with O_DIRECT
+    if buf is None or buf.shape[0] != shape[0] or buf.shape[1] < shape[1]:
+        kept[slot] = new  # the shape of a whole chunk, not a short last one
+    return new
 
 
 def _segment_frames(

@@ -72,15 +72,23 @@ def test_one_chunk_holding_many_files(mixed_corpus: Path, tmp_path: Path, cluste
 
 
 def test_one_and_two_workers_write_identical_stores(
-    mixed_corpus: Path, tmp_path: Path, cluster_client
+    mixed_corpus: Path, tmp_path: Path, cluster_client, monkeypatch
 ) -> None:
+    import pipelines.ingest_run as ingest_run
     from dnmf.cluster import connect
 
     ingest(mixed_corpus, tmp_path / "two.zarr", chunk_frames=64, client=cluster_client)
+    n_chunks = -(-CorpusStore.open(tmp_path / "two.zarr").n_frames // 64)
+    # One worker, in jobs of several chunks, each written while the next is computed
+    # (two workers: a chunk a job).
+    monkeypatch.setattr(ingest_run, "JOBS_PER_WORKER", 1)
+    assert ingest_run.chunks_per_job(n_chunks, 1) == 4 and n_chunks >= 9
     with connect(workers=1) as one:
         ingest(mixed_corpus, tmp_path / "one.zarr", chunk_frames=64, client=one)
     g1, g2 = zarr.open_group(tmp_path / "one.zarr"), zarr.open_group(tmp_path / "two.zarr")
-    for name in ("V", "time", "file_index", "file", "content_hash", "first_frame", "n_frames"):
+    names = ("V", "time", "file_index", "clipped", "file", "content_hash", "first_frame",
+             "n_frames", "chunks/V", "chunks/V_sum", "chunks/time")  # fmt: skip
+    for name in names:
         a, b = np.asarray(g1[name][:]), np.asarray(g2[name][:])
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
 

@@ -37,7 +37,7 @@ from dnmf.audio.features import FeatureConfig, frequencies
 from dnmf.errors import StoreMismatchError
 from dnmf.io.checked import read_all
 from dnmf.io.file_table import COLUMNS, FileRecord, Status
-from dnmf.io.records import ArrayRecords, Fresh, load_records, update_records
+from dnmf.io.records import ArrayRecords, Fresh, load_records, records_of, update_records
 from dnmf.io.store import (
     FILE_CHUNK,
     StorePath,
@@ -250,6 +250,7 @@ class CorpusStore:
         attrs that make it current."""
         n = len(records)
         columns, frame_arrays = self._present(COLUMNS), self._present(FRAME_ARRAYS)
+        fresh = dict(chunk_records or {})
         for name in columns:
             arr = self.group[name]
             arr.resize((n,))  # type: ignore[union-attr]
@@ -257,9 +258,10 @@ class CorpusStore:
                 dtype = FileRecord.DTYPES[name]
                 values = np.array([getattr(r, name) for r in records], dtype=dtype)
                 arr[:] = values  # type: ignore[index]
+                fresh[name] = records_of(arr, values)  # type: ignore[arg-type]
         first = self.n_frames // self.chunk_frames  # the committed tail chunk is rewritten
         update_records(
-            self.group, [*frame_arrays, *columns], fresh=chunk_records,
+            self.group, [*frame_arrays, *columns], fresh=fresh,
             keep_below=dict.fromkeys(frame_arrays, first),
         )  # fmt: skip
         meta = dict(self.meta)
