@@ -75,6 +75,23 @@ def plain_loop(paths: list[Path], save_to: Path | None = None) -> float:
     return wall
 
 
+def _warm(paths: list[Path]) -> None:
+    plain_loop(paths)
+
+
+def plain_loop_two_processes(paths: list[Path]) -> float:
+    """Wall seconds of the plain loop split over two processes (alternate files), each
+    warmed up first: how much faster two processes run on this machine at all, the
+    ceiling for two workers against one."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(2, initializer=_warm, initargs=(paths[:1],)) as pool:
+        pool.map(time.sleep, [0.5, 0.5], chunksize=1)  # both started and warmed up
+        t0 = time.perf_counter()
+        pool.map(plain_loop, [paths[0::2], paths[1::2]], chunksize=1)
+        return time.perf_counter() - t0
+
+
 def timed_ingest(corpus: Path, store: Path, workers: int) -> tuple[float, float]:
     """Wall seconds of a whole ingest (cluster start and stop included) and without them."""
     shutil.rmtree(store, ignore_errors=True)
@@ -196,11 +213,13 @@ def main() -> None:
         hours = sum(sf.info(p).duration for p in paths) / 3600
         # Interleaved, best of --repeats: the machine is shared and noisy.
         plain, saved, one_total, one, two_total, two = (float("inf"),) * 6
+        plain2 = float("inf")
         each: list[tuple[float, float, float]] = []  # this repeat's (plain, one, two)
         plain_loop(paths[:1])  # librosa's lazy imports, as the workers' warm-up does them
         for _ in range(args.repeats):
             p = plain_loop(paths)
             plain, saved = min(plain, p), min(saved, plain_loop(paths, tmp / "npy"))
+            plain2 = min(plain2, plain_loop_two_processes(paths))
             a, b = timed_ingest(tmp / "corpus", tmp / "one.zarr", 1)
             one_total, one = min(one_total, a), min(one, b)
             a, c = timed_ingest(tmp / "corpus", tmp / "two.zarr", 2)
@@ -215,6 +234,7 @@ def main() -> None:
         ("audio", f"{hours:.3f} h"),
         ("plain librosa loop (load + stft), 1 process", f"{plain:.1f} s  ({hours * 3600 / plain:.0f}x realtime)"),
         ("plain loop + np.save of each |STFT| (not a target)", f"{saved:.1f} s"),
+        ("plain loop in 2 processes, half the files each", f"{plain2:.1f} s  ({plain / plain2:.2f}x the 1-process loop: this machine's ceiling for 2 workers vs 1)"),
         ("dnmf ingest, 1 worker (cluster start and stop included)", f"{one_total:.1f} s  ({one:.1f} s on the cluster)"),
         ("dnmf ingest, 2 workers (cluster start and stop included)", f"{two_total:.1f} s  ({two:.1f} s on the cluster)"),
         ("realtime factor, 2 workers", f"{hours * 3600 / two_total:.0f}x  ({hours * 3600 / two:.0f}x on the cluster)"),
