@@ -3,9 +3,8 @@
 A job (:func:`pipelines.ingest_plan.jobs_of`) computes its chunk tasks in
 order and writes each Zarr chunk of ``V`` whole, with its ``time`` and
 ``file_index``, while it computes the next; no two jobs touch one chunk, so
-nothing needs a lock. Each
-file is decoded once, here, by a :class:`~dnmf.audio.decode.Decoder` that
-checks every sample: a file found unusable (a decode error, truncation, NaN
+nothing needs a lock. Each file is decoded once, here, by a
+:class:`~dnmf.audio.decode.Decoder` that checks every sample: a file found unusable (a decode error, truncation, NaN
 or infinite samples) is reported back with its error, and its frames are
 left as zeros for the driver to lay the chunks out again without it
 (:func:`pipelines.ingest_plan.redo_after`). Silence is only known once all
