@@ -5,8 +5,8 @@ costs of going through zarr for that were measured on the benchmark machine:
 
 - a 33 MB chunk of ``V`` through the page cache cost 90-130 ms of CPU (the
   kernel's first touch of fresh cache pages); written with ``O_DIRECT`` from a
-  page-aligned buffer it cost 23 ms of wall time and 7 ms of CPU (an ad hoc
-  measurement);
+  page-aligned buffer it cost 23-37 ms of wall time and 1-7 ms of CPU (ad hoc
+  measurements in two sessions);
 - a 64 KB chunk of ``time``, ``file_index`` or ``clipped`` cost about 10 ms
   through ``zarr.open_group`` and ``Array.__setitem__`` (opening the arrays and
   zarr's synchronous bridge to its event loop), 1.9 s of a 13 s one-worker ingest
@@ -116,8 +116,7 @@ def write_whole(store: str, name: str, origin: tuple[int, ...], data: np.ndarray
     """Write ``data`` at index ``origin`` of array ``name`` of the local store at ``store``,
     where it is one whole chunk; False (nothing written) where zarr must write it."""
     layout = _layout(store, name)
-    coords = None if layout is None else layout.chunk_at(origin, data)
-    if layout is None or coords is None:
+    if layout is None or (coords := layout.chunk_at(origin, data)) is None:
         return False
     path = layout.folder / layout.meta.encode_chunk_key(coords)
     path.parent.mkdir(parents=True, exist_ok=True)
